@@ -1,0 +1,162 @@
+//! Wiring: binds the listeners, starts the servers, and runs until SIGTERM/SIGINT or
+//! `POST /shutdown`, then drains within the grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::admin::{self, Admin, LogLevel};
+use crate::config::Config;
+use crate::discover::{Discover, StaticDiscover};
+use crate::drain;
+use crate::http::upstream::{Connector, Upstreams};
+use crate::http::{HttpProxy, HttpSettings};
+use crate::server::{self, Server};
+use crate::telemetry::{Direction, Metrics, Tls};
+
+/// A listener that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({name}): {source}")]
+pub struct BindError {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The bound listeners, before serving.
+pub struct Bound {
+    pub outbound: TcpListener,
+    pub inbound: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Bound {
+    pub async fn bind(config: &Config) -> Result<Self, BindError> {
+        async fn one(name: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| BindError { name, addr, source })
+        }
+        Ok(Bound {
+            admin: one(crate::config::ADMIN_LISTEN_ADDR, config.admin_listen).await?,
+            outbound: one(crate::config::OUTBOUND_LISTEN_ADDR, config.outbound_listen).await?,
+            inbound: one(crate::config::INBOUND_LISTEN_ADDR, config.inbound_listen).await?,
+        })
+    }
+}
+
+/// Serves until `shutdown` resolves (or a POST /shutdown), then drains.
+pub async fn run(
+    config: Config,
+    bound: Bound,
+    log_level: Option<Box<dyn LogLevel>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let metrics = Arc::new(Metrics::default());
+    let tls = Tls::NoIdentity("disabled");
+    if config.identity_disabled {
+        tracing::warn!("identity is disabled: traffic between proxies is NOT encrypted or authenticated");
+    }
+    let connector = Connector {
+        bind_ip: config.outbound_bind_ip,
+        timeout: config.connect_timeout,
+    };
+    let discover: Arc<dyn Discover> = Arc::new(StaticDiscover::new(&config.meshed_peers));
+    let own_addrs = vec![
+        bound.outbound.local_addr().unwrap_or(config.outbound_listen),
+        bound.inbound.local_addr().unwrap_or(config.inbound_listen),
+        bound.admin.local_addr().unwrap_or(config.admin_listen),
+    ];
+    let http = Arc::new(HttpProxy::new(
+        HttpSettings {
+            response_timeout: config.response_timeout,
+            inbound_app_addr: config.inbound_app_addr,
+            own_addrs,
+        },
+        metrics.clone(),
+        Upstreams::new(connector.clone(), config.pool_idle_timeout),
+        discover.clone(),
+        config.max_in_flight_requests,
+    ));
+    let (drain_signal, drain_watch) = drain::channel();
+    let (shutdown_tx, mut shutdown_rx) = mpsc::channel(1);
+    let ready = Arc::new(AtomicBool::new(false));
+    let draining = Arc::new(AtomicBool::new(false));
+    let admin = Arc::new(Admin {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        draining: draining.clone(),
+        shutdown: shutdown_tx,
+        log_level,
+    });
+    tokio::spawn(admin::serve(bound.admin, admin).instrument(tracing::info_span!("admin")));
+
+    for (direction, listener) in [
+        (Direction::Outbound, bound.outbound),
+        (Direction::Inbound, bound.inbound),
+    ] {
+        let server = Arc::new(Server {
+            direction,
+            http: http.clone(),
+            metrics: metrics.clone(),
+            detect_timeout: config.detect_timeout,
+            opaque_ports: config.opaque_ports.clone(),
+            connector: connector.clone(),
+            discover: discover.clone(),
+            inbound_app_addr: config.inbound_app_addr,
+            tls: tls.clone(),
+            drain: drain_watch.clone(),
+        });
+        let span = tracing::info_span!("listener", direction = direction.as_str());
+        tokio::spawn(server::serve_listener(listener, server, config.max_connections).instrument(span));
+    }
+    drop(drain_watch);
+    ready.store(true, Ordering::Release);
+    tracing::info!(
+        outbound = %config.outbound_listen,
+        inbound = %config.inbound_listen,
+        admin = %config.admin_listen,
+        "proxy ready"
+    );
+
+    tokio::select! {
+        _ = shutdown => tracing::info!("signal received, draining"),
+        _ = shutdown_rx.recv() => {}
+    }
+    draining.store(true, Ordering::Release);
+    let grace = config.shutdown_grace_period;
+    match tokio::time::timeout(grace, drain_signal.drain()).await {
+        Ok(()) => tracing::info!("drained; exiting"),
+        Err(_) => tracing::warn!(?grace, "grace period over with work still in flight; exiting"),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                tracing::warn!("cannot install signal handlers; only POST /shutdown stops the proxy");
+                std::future::pending::<()>().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

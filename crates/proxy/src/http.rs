@@ -1,0 +1,497 @@
+//! The HTTP request path, shared by the inbound and outbound sides: load shedding, routing a
+//! request to its upstream, protocol translation for meshed hops (HTTP/1.1 carried over HTTP/2
+//! and restored), upgrades and CONNECT tunnels, response timeouts, synthetic errors and metrics.
+
+pub mod errors;
+mod headers;
+pub mod record;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::discover::Discover;
+use crate::server::{ConnInfo, Target};
+use crate::telemetry::{Direction, LatencyLabels, Metrics, RequestLabels};
+use errors::ProxyError;
+use record::{RecordBody, Recorder};
+use upstream::Upstreams;
+
+/// Boxed error type of bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type the proxy serves and sends.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Marks a request that rode HTTP/2 between proxies but was HTTP/1.x at the client.
+pub const ORIG_PROTO: &str = "l5d-orig-proto";
+/// Names the target port at the receiving proxy for meshed requests.
+pub const DST_PORT: &str = "weft-dst-port";
+
+/// Where a request goes.
+#[derive(Debug)]
+struct Route {
+    /// The authority the client asked for (metrics label, discovery key).
+    authority: String,
+    upstream: UpstreamKind,
+}
+
+#[derive(Debug)]
+enum UpstreamKind {
+    /// Plain HTTP to an address, in the request's own protocol.
+    Direct(SocketAddr),
+    /// To a meshed peer's inbound proxy, naming the target port there.
+    Meshed { peer: SocketAddr, port: u16 },
+}
+
+impl UpstreamKind {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            UpstreamKind::Direct(a) => *a,
+            UpstreamKind::Meshed { peer, .. } => *peer,
+        }
+    }
+}
+
+/// Settings of the request path.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub response_timeout: Option<Duration>,
+    /// The app's address for inbound traffic that was not redirected.
+    pub inbound_app_addr: Option<SocketAddr>,
+    /// The proxy's own listening addresses, never valid upstreams.
+    pub own_addrs: Vec<SocketAddr>,
+}
+
+/// The request path's shared state.
+pub struct HttpProxy {
+    pub settings: HttpSettings,
+    pub metrics: Arc<Metrics>,
+    pub upstreams: Upstreams,
+    pub discover: Arc<dyn Discover>,
+    in_flight: Arc<Semaphore>,
+}
+
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+impl HttpProxy {
+    pub fn new(
+        settings: HttpSettings,
+        metrics: Arc<Metrics>,
+        upstreams: Upstreams,
+        discover: Arc<dyn Discover>,
+        max_in_flight: usize,
+    ) -> Self {
+        HttpProxy {
+            settings,
+            metrics,
+            upstreams,
+            discover,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        }
+    }
+
+    /// Handles one request from a client connection.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+        let start = Instant::now();
+        let grpc = is_grpc(&req);
+        let fallback_authority = conn
+            .target
+            .as_ref()
+            .map(|t| t.authority.clone())
+            .unwrap_or_default();
+        let mut labels = RequestLabels {
+            direction: conn.direction,
+            authority: request_authority(&req).unwrap_or(fallback_authority),
+            target_addr: String::new(),
+            tls: conn.tls.clone(),
+        };
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            tracing::warn!("too many requests in flight, shedding load");
+            return self.synthesize(ProxyError::LoadShed, grpc, labels, start);
+        };
+
+        if req.method() == Method::CONNECT && conn.direction == Direction::Outbound {
+            return self.connect_tunnel(req, conn);
+        }
+
+        let route = match self.route(&req, &conn).await {
+            Ok(r) => r,
+            Err(e) => return self.synthesize(e, grpc, labels, start),
+        };
+        labels.authority = route.authority.clone();
+        labels.target_addr = route.upstream.addr().to_string();
+        self.metrics.request_total.get(&labels).inc();
+
+        let forward = self.clone().forward(req, route, conn.direction);
+        let result = match self.settings.response_timeout {
+            Some(t) => match tokio::time::timeout(t, forward).await {
+                Ok(r) => r,
+                Err(_) => Err(ProxyError::ResponseTimeout),
+            },
+            None => forward.await,
+        };
+        let rsp = match result {
+            Ok(rsp) => rsp,
+            Err(e) => return self.synthesize(e, grpc, labels, start),
+        };
+        let status = rsp.status().as_u16();
+        self.metrics
+            .response_latency_ms
+            .get(&LatencyLabels {
+                request: labels.clone(),
+                status_code: status,
+            })
+            .observe(start.elapsed());
+        let grpc_status = rsp
+            .headers()
+            .get("grpc-status")
+            .and_then(record::parse_grpc_status);
+        let recorder = Recorder {
+            metrics: self.metrics.clone(),
+            request: labels,
+            status_code: status,
+            grpc,
+            grpc_status,
+            error: None,
+            permit: Some(permit),
+        };
+        let (parts, body) = rsp.into_parts();
+        let body = RecordBody::new(body.map_err(BoxError::from).boxed(), recorder);
+        Response::from_parts(parts, Body::new(body))
+    }
+
+    /// Answers for the proxy itself and records it.
+    fn synthesize(
+        &self,
+        e: ProxyError,
+        grpc: bool,
+        labels: RequestLabels,
+        start: Instant,
+    ) -> Response<Body> {
+        tracing::debug!(error = %e, authority = %labels.authority, "synthesized response");
+        if labels.target_addr.is_empty() {
+            // The request never reached routing; count it here.
+            self.metrics.request_total.get(&labels).inc();
+        }
+        let rsp = e.response(grpc);
+        let status = rsp.status().as_u16();
+        self.metrics
+            .response_latency_ms
+            .get(&LatencyLabels {
+                request: labels.clone(),
+                status_code: status,
+            })
+            .observe(start.elapsed());
+        let grpc_status = grpc.then_some(e.grpc_status());
+        let recorder = Recorder {
+            metrics: self.metrics.clone(),
+            request: labels,
+            status_code: status,
+            grpc,
+            grpc_status,
+            error: Some(e.label()),
+            permit: None,
+        };
+        let (parts, body) = rsp.into_parts();
+        Response::from_parts(parts, Body::new(RecordBody::new(body, recorder)))
+    }
+
+    /// Decides where a request goes.
+    async fn route(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Result<Route, ProxyError> {
+        match conn.direction {
+            Direction::Outbound => self.route_outbound(req, conn).await,
+            Direction::Inbound => self.route_inbound(req, conn),
+        }
+    }
+
+    async fn route_outbound(
+        &self,
+        req: &Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<Route, ProxyError> {
+        let authority = request_authority(req);
+        // The client chose where to connect (iptables redirect or CONNECT): that wins.
+        let target = match (&conn.target, authority) {
+            (Some(t), authority) => Target {
+                authority: authority.unwrap_or_else(|| t.authority.clone()),
+                addr: t.addr,
+            },
+            (None, Some(a)) => Target {
+                authority: a,
+                addr: None,
+            },
+            (None, None) => return Err(ProxyError::NoDestination),
+        };
+        let key = conn
+            .target
+            .as_ref()
+            .map(|t| t.authority.as_str())
+            .unwrap_or(&target.authority);
+        if let Some(ep) = self
+            .discover
+            .meshed(&target.authority)
+            .or_else(|| self.discover.meshed(key))
+        {
+            return Ok(Route {
+                authority: target.authority,
+                upstream: UpstreamKind::Meshed {
+                    peer: ep.peer,
+                    port: ep.port,
+                },
+            });
+        }
+        let addr = match target.addr {
+            Some(a) => a,
+            None => resolve(&target.authority).await?,
+        };
+        if self.settings.own_addrs.iter().any(|own| is_same_listener(*own, addr)) {
+            tracing::warn!(%addr, "request would loop back into this proxy");
+            return Err(ProxyError::Loop);
+        }
+        Ok(Route {
+            authority: target.authority,
+            upstream: UpstreamKind::Direct(addr),
+        })
+    }
+
+    fn route_inbound(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Result<Route, ProxyError> {
+        let base = conn
+            .target
+            .as_ref()
+            .and_then(|t| t.addr)
+            .filter(|a| !self.settings.own_addrs.iter().any(|own| is_same_listener(*own, *a)))
+            .or(self.settings.inbound_app_addr);
+        let meshed_port = req
+            .headers()
+            .get(DST_PORT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok())
+            .filter(|p| *p != 0);
+        let addr = match (base, meshed_port, &conn.target) {
+            (Some(b), Some(port), _) => SocketAddr::new(b.ip(), port),
+            (Some(b), None, _) => b,
+            // Redirected to our own port with a port header: the pod's own IP.
+            (None, Some(port), Some(Target { addr: Some(a), .. })) => SocketAddr::new(a.ip(), port),
+            _ => return Err(ProxyError::NoDestination),
+        };
+        if self.settings.own_addrs.iter().any(|own| is_same_listener(*own, addr)) {
+            return Err(ProxyError::Loop);
+        }
+        Ok(Route {
+            authority: request_authority(req).unwrap_or_else(|| addr.to_string()),
+            upstream: UpstreamKind::Direct(addr),
+        })
+    }
+
+    /// Sends the request to its upstream and returns the upstream's response.
+    async fn forward(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        route: Route,
+        direction: Direction,
+    ) -> Result<Response<Body>, ProxyError> {
+        let upgrade = headers::wants_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let orig_proto = req.headers_mut().remove(ORIG_PROTO);
+        if direction == Direction::Inbound {
+            req.headers_mut().remove(DST_PORT);
+        }
+        let (mut parts, body) = req.into_parts();
+        let body: Body = body.map_err(BoxError::from).boxed();
+        let authority = route.authority.clone();
+        let rsp = match route.upstream {
+            UpstreamKind::Meshed { peer, port } if !upgrade => {
+                // HTTP/1.x rides HTTP/2 between proxies; the peer restores it.
+                if parts.version != Version::HTTP_2 {
+                    let v = if parts.version == Version::HTTP_10 { "HTTP/1.0" } else { "HTTP/1.1" };
+                    parts.headers.insert(ORIG_PROTO, HeaderValue::from_static(v));
+                }
+                parts.headers.insert(DST_PORT, HeaderValue::from(port));
+                headers::to_h2(&mut parts, &authority)?;
+                self.upstreams.send_h2(peer, Request::from_parts(parts, body)).await?
+            }
+            UpstreamKind::Meshed { peer, port } => {
+                parts.headers.insert(DST_PORT, HeaderValue::from(port));
+                headers::to_http1(&mut parts, &authority, peer, true)?;
+                self.upstreams.send_upgrade(peer, Request::from_parts(parts, body)).await?
+            }
+            UpstreamKind::Direct(addr) => {
+                let restore_http1 = orig_proto.is_some() && direction == Direction::Inbound;
+                if parts.version == Version::HTTP_2 && !restore_http1 {
+                    headers::to_h2(&mut parts, &authority)?;
+                    self.upstreams.send_h2(addr, Request::from_parts(parts, body)).await?
+                } else if upgrade {
+                    headers::to_http1(&mut parts, &authority, addr, true)?;
+                    self.upstreams.send_upgrade(addr, Request::from_parts(parts, body)).await?
+                } else {
+                    if restore_http1 && orig_proto.as_ref().is_some_and(|v| v == "HTTP/1.0") {
+                        parts.version = Version::HTTP_10;
+                    }
+                    headers::to_http1(&mut parts, &authority, addr, false)?;
+                    self.upstreams.send_http1(Request::from_parts(parts, body)).await?
+                }
+            }
+        };
+        let (mut rparts, rbody) = rsp.into_parts();
+        if let (Some(client_upgrade), true) = (
+            client_upgrade,
+            rparts.status == http::StatusCode::SWITCHING_PROTOCOLS,
+        ) {
+            let mut upstream_rsp = Response::from_parts(rparts.clone(), ());
+            let upstream_upgrade = hyper::upgrade::on(&mut upstream_rsp);
+            tokio::spawn(
+                async move {
+                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                        Ok((client, upstream)) => {
+                            let mut client = hyper_util::rt::TokioIo::new(client);
+                            let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+                            if let Err(e) =
+                                tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                            {
+                                tracing::debug!(error = %e, "upgraded connection ended");
+                            }
+                        }
+                        Err(e) => tracing::info!(error = %e, "upgrade failed"),
+                    }
+                }
+                .in_current_span(),
+            );
+            return Ok(Response::from_parts(rparts, errors::empty()));
+        }
+        headers::strip_hop_by_hop(&mut rparts.headers);
+        Ok(Response::from_parts(rparts, rbody.map_err(BoxError::from).boxed()))
+    }
+
+    /// Accepts a `CONNECT host:port` tunnel and serves what flows through it as a connection
+    /// to that target (detected again, so HTTP inside the tunnel still gets HTTP features).
+    fn connect_tunnel(self: Arc<Self>, mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+        let Some(authority) = req.uri().authority().map(|a| a.to_string()) else {
+            let mut rsp = Response::new(errors::full("CONNECT needs host:port\n"));
+            *rsp.status_mut() = http::StatusCode::BAD_REQUEST;
+            return rsp;
+        };
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        let server = conn.server.clone();
+        let tunnel = ConnInfo {
+            direction: conn.direction,
+            client: conn.client,
+            target: Some(Target {
+                addr: authority.parse().ok(),
+                authority: authority.clone(),
+            }),
+            tls: conn.tls.clone(),
+            server,
+        };
+        tokio::spawn(
+            async move {
+                match on_upgrade.await {
+                    Ok(upgraded) => {
+                        let io = Box::new(hyper_util::rt::TokioIo::new(upgraded));
+                        crate::server::serve_tunnel(io, tunnel).await;
+                    }
+                    Err(e) => tracing::info!(error = %e, "CONNECT upgrade failed"),
+                }
+            }
+            .instrument(tracing::info_span!("tunnel", dst.authority = %authority)),
+        );
+        Response::new(errors::empty())
+    }
+}
+
+/// The authority a request names: absolute-form or HTTP/2 `:authority`, else `Host`.
+fn request_authority<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str().to_string(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?.to_string(),
+    };
+    normalize_authority(&raw, req.uri())
+}
+
+/// Lower-cases the host and adds the scheme's default port.
+fn normalize_authority(raw: &str, uri: &Uri) -> Option<String> {
+    let raw = raw.rsplit_once('@').map(|(_, h)| h).unwrap_or(raw).trim();
+    if raw.is_empty() {
+        return None;
+    }
+    let has_port = match raw.rfind(']') {
+        Some(i) => raw[i..].contains(':'),
+        None => raw.contains(':'),
+    };
+    if has_port {
+        Some(raw.to_ascii_lowercase())
+    } else {
+        let port = if uri.scheme_str() == Some("https") { 443 } else { 80 };
+        Some(format!("{}:{port}", raw.to_ascii_lowercase()))
+    }
+}
+
+/// Resolves `host:port` to one address (IP literals need no lookup).
+async fn resolve(authority: &str) -> Result<SocketAddr, ProxyError> {
+    if let Ok(a) = authority.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(authority)
+        .await
+        .map_err(|e| {
+            tracing::info!(%authority, error = %e, "cannot resolve");
+            ProxyError::Unresolvable
+        })?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or(ProxyError::Unresolvable)
+}
+
+/// Whether connecting to `addr` would reach the listener bound at `own`.
+fn is_same_listener(own: SocketAddr, addr: SocketAddr) -> bool {
+    own.port() == addr.port() && (own.ip() == addr.ip() || (own.ip().is_unspecified() && addr.ip().is_loopback()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_are_normalized() {
+        let uri: Uri = "/".parse().unwrap();
+        assert_eq!(normalize_authority("Web-Svc", &uri).unwrap(), "web-svc:80");
+        assert_eq!(normalize_authority("web:8080", &uri).unwrap(), "web:8080");
+        assert_eq!(normalize_authority("[::1]", &uri).unwrap(), "[::1]:80");
+        assert_eq!(normalize_authority("[::1]:9", &uri).unwrap(), "[::1]:9");
+        assert_eq!(normalize_authority("u:p@h:1", &uri).unwrap(), "h:1");
+        assert!(normalize_authority(" ", &uri).is_none());
+    }
+
+    #[test]
+    fn loops_are_recognized() {
+        let any: SocketAddr = "0.0.0.0:4143".parse().unwrap();
+        assert!(is_same_listener(any, "127.0.0.1:4143".parse().unwrap()));
+        assert!(!is_same_listener(any, "127.0.0.1:4144".parse().unwrap()));
+        let lo: SocketAddr = "127.0.0.1:4140".parse().unwrap();
+        assert!(!is_same_listener(lo, "127.0.0.2:4140".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn resolves_literals_and_localhost() {
+        assert_eq!(resolve("127.0.0.1:80").await.unwrap(), "127.0.0.1:80".parse().unwrap());
+        assert!(resolve("localhost:80").await.unwrap().ip().is_loopback());
+        assert_eq!(resolve("no-such-host.invalid:80").await, Err(ProxyError::Unresolvable));
+    }
+}
