@@ -255,18 +255,15 @@ impl Mesh {
     fn expect_counted(&self, ns: &Netns, name: &str, labels: &[&str]) {
         let procs: Vec<&Proc> = self.procs.iter().collect();
         let mut last = String::new();
-        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_for("metrics", Duration::from_secs(5), &procs, || {
-                last = Self::metrics(ns);
-                (metric_sum(&last, name, labels) >= 1.0).then_some(())
-            })
-        }));
-        if found.is_err() {
-            panic!(
-                "{name} with {labels:?} not counted (>= 1) by the proxy in {}; its /metrics:\n{last}",
-                ns.name
-            );
-        }
+        let counted = poll(Duration::from_secs(5), &procs, || {
+            last = Self::metrics(ns);
+            (metric_sum(&last, name, labels) >= 1.0).then_some(())
+        });
+        assert!(
+            counted.is_some(),
+            "{name} with {labels:?} not counted (>= 1) by the proxy in {}; its /metrics:\n{last}",
+            ns.name
+        );
     }
 
     /// GETs B's `/headers` from A as root with a client that knows nothing about the mesh.

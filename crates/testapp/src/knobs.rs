@@ -20,10 +20,10 @@ pub const MAX_SIZE: u64 = 1 << 40;
 
 /// An invalid knob value, naming where it came from (query parameter, header or flag).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {source} {value:?}: expected {expected}")]
+#[error("invalid {origin} {value:?}: expected {expected}")]
 pub struct KnobError {
     /// Where the value came from, e.g. `query parameter status` or `header x-testapp-size`.
-    pub source: String,
+    pub origin: String,
     /// The offending value, as received.
     pub value: String,
     /// What would have been accepted.
@@ -33,7 +33,7 @@ pub struct KnobError {
 impl KnobError {
     fn new(source: &str, value: &str, expected: &'static str) -> Self {
         Self {
-            source: source.to_string(),
+            origin: source.to_string(),
             value: value.to_string(),
             expected,
         }

@@ -157,7 +157,7 @@ fn bounded_param(
         Some(raw) => match raw.parse::<u64>() {
             Ok(v) if v <= max => Ok(v),
             _ => Err(KnobError {
-                source: format!("query parameter {name}"),
+                origin: format!("query parameter {name}"),
                 value: raw.to_string(),
                 expected,
             }),

@@ -320,28 +320,37 @@ impl Drop for Proc {
     }
 }
 
-/// Polls `probe` every 100 ms until it returns `Some`, for at most `timeout`; while waiting, fails
-/// early if one of `procs` died. Panics with `what` on timeout.
-pub fn wait_for<T>(
-    what: &str,
+/// Polls `probe` every 100 ms until it returns `Some`, for at most `timeout`; `None` on timeout.
+/// While waiting, fails the test at once if one of `procs` died (with its log).
+pub fn poll<T>(
     timeout: Duration,
     procs: &[&Proc],
     mut probe: impl FnMut() -> Option<T>,
-) -> T {
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = probe() {
-            return v;
+            return Some(v);
         }
         for p in procs {
             p.assert_running();
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// [`poll`], panicking with `what` on timeout.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    procs: &[&Proc],
+    probe: impl FnMut() -> Option<T>,
+) -> T {
+    poll(timeout, procs, probe)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// Sum of the samples of metric `name` whose labels contain every one of `labels` (`key="value"`
