@@ -86,7 +86,10 @@ impl Admin {
                         tracing::info!(%filter, "log level changed");
                         text(StatusCode::NO_CONTENT, "")
                     }
-                    Err(e) => text(StatusCode::BAD_REQUEST, format!("invalid log filter {filter:?}: {e}\n")),
+                    Err(e) => text(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid log filter {filter:?}: {e}\n"),
+                    ),
                 }
             }
             (&Method::GET, "/proxy-log-level") => match &self.log_level {

@@ -61,7 +61,9 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let tls = Tls::NoIdentity("disabled");
     if config.identity_disabled {
-        tracing::warn!("identity is disabled: traffic between proxies is NOT encrypted or authenticated");
+        tracing::warn!(
+            "identity is disabled: traffic between proxies is NOT encrypted or authenticated"
+        );
     }
     let connector = Connector {
         bind_ip: config.outbound_bind_ip,
@@ -69,7 +71,10 @@ pub async fn run(
     };
     let discover: Arc<dyn Discover> = Arc::new(StaticDiscover::new(&config.meshed_peers));
     let own_addrs = vec![
-        bound.outbound.local_addr().unwrap_or(config.outbound_listen),
+        bound
+            .outbound
+            .local_addr()
+            .unwrap_or(config.outbound_listen),
         bound.inbound.local_addr().unwrap_or(config.inbound_listen),
         bound.admin.local_addr().unwrap_or(config.admin_listen),
     ];
@@ -114,7 +119,9 @@ pub async fn run(
             drain: drain_watch.clone(),
         });
         let span = tracing::info_span!("listener", direction = direction.as_str());
-        tokio::spawn(server::serve_listener(listener, server, config.max_connections).instrument(span));
+        tokio::spawn(
+            server::serve_listener(listener, server, config.max_connections).instrument(span),
+        );
     }
     drop(drain_watch);
     ready.store(true, Ordering::Release);
@@ -133,7 +140,10 @@ pub async fn run(
     let grace = config.shutdown_grace_period;
     match tokio::time::timeout(grace, drain_signal.drain()).await {
         Ok(()) => tracing::info!("drained; exiting"),
-        Err(_) => tracing::warn!(?grace, "grace period over with work still in flight; exiting"),
+        Err(_) => tracing::warn!(
+            ?grace,
+            "grace period over with work still in flight; exiting"
+        ),
     }
 }
 
@@ -142,7 +152,10 @@ pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}
@@ -150,7 +163,9 @@ pub async fn shutdown_signal() {
                 }
             }
             _ => {
-                tracing::warn!("cannot install signal handlers; only POST /shutdown stops the proxy");
+                tracing::warn!(
+                    "cannot install signal handlers; only POST /shutdown stops the proxy"
+                );
                 std::future::pending::<()>().await
             }
         }

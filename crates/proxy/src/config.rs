@@ -82,7 +82,7 @@ pub const VARS: &[VarDoc] = &[
     VarDoc { name: MAX_CONNECTIONS, default: "20000", help: "Accepted connections per listener above this wait in the kernel's backlog." },
     VarDoc { name: SHUTDOWN_GRACE_PERIOD, default: "30s", help: "On SIGTERM or POST /shutdown: how long in-flight work may take to finish before the proxy exits." },
     VarDoc { name: IDENTITY_DISABLED, default: "false", help: "Run without mTLS (traffic is labelled tls=\"no_identity\"). Required until the identity client is configured." },
-    VarDoc { name: MESHED_PEERS, default: "(none)", help: "Static discovery: comma list of TARGET=PEER, meaning traffic for TARGET (host:port) goes meshed to the inbound proxy at PEER (ip:port)." },
+    VarDoc { name: MESHED_PEERS, default: "(none)", help: "Static discovery until the destination service is used: comma list of TARGET=PEER[/PORT]: traffic for TARGET (host:port) goes meshed to the inbound proxy at PEER (ip:port), which forwards it to PORT (default: the target's port) on its app's IP." },
     VarDoc { name: WORKER_THREADS, default: "1", help: "Runtime worker threads (1 = a single-threaded runtime, the usual sidecar set-up)." },
     VarDoc { name: LOG, default: "info", help: "Log filter: a level or target=level list (e.g. warn,weft_proxy=debug). Changeable at runtime via /proxy-log-level." },
 ];
@@ -141,6 +141,8 @@ pub struct MeshedPeer {
     pub target: String,
     /// The peer proxy's inbound address.
     pub peer: SocketAddr,
+    /// The port behind the peer proxy (defaults to the target's port).
+    pub port: u16,
 }
 
 /// The proxy's validated configuration.
@@ -175,7 +177,8 @@ impl Config {
             admin_listen: r.parse(ADMIN_LISTEN_ADDR, parse_socket_addr)?,
             inbound_app_addr: r.parse_opt(INBOUND_APP_ADDR, parse_socket_addr)?,
             outbound_bind_ip: r.parse_opt(OUTBOUND_BIND_IP, |s| {
-                s.parse::<IpAddr>().map_err(|_| "not an IP address".to_string())
+                s.parse::<IpAddr>()
+                    .map_err(|_| "not an IP address".to_string())
             })?,
             detect_timeout: r.parse(DETECT_TIMEOUT, parse_nonzero_duration)?,
             opaque_ports: r.parse(OPAQUE_PORTS, PortSet::parse)?,
@@ -247,7 +250,11 @@ impl Reader<'_> {
         };
         f(value.trim()).map_err(|reason| ConfigError {
             var,
-            value: if from_env { value } else { format!("(default) {value}") },
+            value: if from_env {
+                value
+            } else {
+                format!("(default) {value}")
+            },
             reason,
         })
     }
@@ -260,9 +267,11 @@ impl Reader<'_> {
         match self.env.get(var) {
             None => Ok(None),
             Some(v) if v.trim().is_empty() => Ok(None),
-            Some(value) => f(value.trim())
-                .map(Some)
-                .map_err(|reason| ConfigError { var, value, reason }),
+            Some(value) => {
+                f(value.trim())
+                    .map(Some)
+                    .map_err(|reason| ConfigError { var, value, reason })
+            }
         }
     }
 }
@@ -351,9 +360,19 @@ fn parse_meshed_peers(s: &str) -> Result<Vec<MeshedPeer>, String> {
         if !port_ok {
             return Err(format!("target {target:?} is not host:port"));
         }
-        let peer = parse_socket_addr(peer.trim())
-            .map_err(|e| format!("peer of {target:?}: {e}"))?;
-        peers.push(MeshedPeer { target, peer });
+        let (peer, port) = match peer.trim().split_once('/') {
+            Some((peer, port)) => (peer, Some(parse_port(port.trim())?)),
+            None => (peer.trim(), None),
+        };
+        let peer = parse_socket_addr(peer).map_err(|e| format!("peer of {target:?}: {e}"))?;
+        let port = match port {
+            Some(p) => p,
+            None => target
+                .rsplit_once(':')
+                .and_then(|(_, p)| parse_port(p).ok())
+                .ok_or_else(|| format!("target {target:?} is not host:port"))?,
+        };
+        peers.push(MeshedPeer { target, peer, port });
     }
     Ok(peers)
 }
@@ -367,7 +386,10 @@ pub fn help_text() -> String {
          weft-proxy --version  print the version\n\nENVIRONMENT:\n",
     );
     for v in VARS {
-        out.push_str(&format!("    {}\n        {}\n        default: {}\n", v.name, v.help, v.default));
+        out.push_str(&format!(
+            "    {}\n        {}\n        default: {}\n",
+            v.name, v.help, v.default
+        ));
     }
     out.push_str("\nAn invalid value exits with status 64 before any port is bound.\n");
     out
@@ -446,11 +468,14 @@ mod tests {
     fn meshed_peers() {
         let c = Config::from_env(&env(&[(
             MESHED_PEERS,
-            "Web-Svc:80=127.0.1.2:4143, 127.0.0.1:8080=127.0.0.1:14143",
+            "Web-Svc:80=127.0.1.2:4143/8080, 127.0.0.1:8080=127.0.0.1:14143",
         )]))
         .unwrap();
         assert_eq!(c.meshed_peers.len(), 2);
         assert_eq!(c.meshed_peers[0].target, "web-svc:80");
+        assert_eq!(c.meshed_peers[0].port, 8080);
+        assert_eq!(c.meshed_peers[1].port, 8080);
+        assert!(Config::from_env(&env(&[(MESHED_PEERS, "web:80=1.2.3.4:1/0")])).is_err());
         assert!(Config::from_env(&env(&[(MESHED_PEERS, "web=1.2.3.4:1")])).is_err());
         assert!(Config::from_env(&env(&[(MESHED_PEERS, "web:80=nowhere")])).is_err());
     }
@@ -458,7 +483,22 @@ mod tests {
     #[test]
     fn unknown_vars_are_found() {
         let e = env(&[("WEFT_PROXY_OUTBOUND_LISTEN_ADR", "x"), (LOG, "debug")]);
-        assert_eq!(Config::unknown_vars(&e), vec!["WEFT_PROXY_OUTBOUND_LISTEN_ADR"]);
+        assert_eq!(
+            Config::unknown_vars(&e),
+            vec!["WEFT_PROXY_OUTBOUND_LISTEN_ADR"]
+        );
+    }
+
+    #[test]
+    fn docs_list_every_variable() {
+        let docs = include_str!("../../../docs/proxy.md");
+        for v in VARS {
+            assert!(
+                docs.contains(&format!("`{}`", v.name)),
+                "docs/proxy.md lacks {}",
+                v.name
+            );
+        }
     }
 
     #[test]

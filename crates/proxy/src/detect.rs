@@ -125,7 +125,10 @@ fn classify(buf: &[u8], accept_transport_header: bool) -> Verdict {
             Verdict::Is(Protocol::Opaque)
         };
     }
-    if version.len() == V.len() + 1 && version.starts_with(V) && matches!(version[V.len()], b'0' | b'1') {
+    if version.len() == V.len() + 1
+        && version.starts_with(V)
+        && matches!(version[V.len()], b'0' | b'1')
+    {
         Verdict::Is(Protocol::Http1)
     } else {
         Verdict::Is(Protocol::Opaque)
@@ -196,7 +199,12 @@ mod tests {
             (b"SSH-2.0-OpenSSH\r\n", Verdict::Is(Opaque)),
         ];
         for (input, want) in cases {
-            assert_eq!(&classify(input, false), want, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                &classify(input, false),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
         assert_eq!(classify(transport::MAGIC, true), Verdict::Is(MeshedTcp));
         assert_eq!(classify(&transport::MAGIC[..3], true), Verdict::NeedMore);
@@ -229,7 +237,9 @@ mod tests {
     #[tokio::test]
     async fn endless_line_is_opaque_at_the_limit() {
         let (mut a, mut b) = tokio::io::duplex(MAX_DETECT_BYTES * 2);
-        b.write_all(&vec![b'A'; MAX_DETECT_BYTES + 10]).await.unwrap();
+        b.write_all(&vec![b'A'; MAX_DETECT_BYTES + 10])
+            .await
+            .unwrap();
         let (p, r, _) = detect(&mut a, Duration::from_secs(5), false).await.unwrap();
         assert_eq!((p, r), (Protocol::Opaque, Reason::NotHttp));
     }

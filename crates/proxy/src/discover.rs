@@ -30,9 +30,12 @@ impl StaticDiscover {
     pub fn new(peers: &[MeshedPeer]) -> Self {
         let peers = peers
             .iter()
-            .filter_map(|p| {
-                let port = p.target.rsplit_once(':')?.1.parse().ok()?;
-                Some((p.target.clone(), MeshedEndpoint { peer: p.peer, port }))
+            .map(|p| {
+                let ep = MeshedEndpoint {
+                    peer: p.peer,
+                    port: p.port,
+                };
+                (p.target.clone(), ep)
             })
             .collect();
         StaticDiscover { peers }
@@ -55,9 +58,10 @@ mod tests {
         let d = StaticDiscover::new(&[MeshedPeer {
             target: "web-svc:80".into(),
             peer: "127.0.1.2:4143".parse().unwrap(),
+            port: 8080,
         }]);
         let ep = d.meshed("web-svc:80").unwrap();
-        assert_eq!((ep.peer.port(), ep.port), (4143, 80));
+        assert_eq!((ep.peer.port(), ep.port), (4143, 8080));
         assert!(d.meshed("web-svc:81").is_none());
     }
 }

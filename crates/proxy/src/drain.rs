@@ -21,13 +21,7 @@ pub struct Watch {
 pub fn channel() -> (Signal, Watch) {
     let (tx, rx) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel(1);
-    (
-        Signal { tx, done_rx },
-        Watch {
-            rx,
-            _done: done_tx,
-        },
-    )
+    (Signal { tx, done_rx }, Watch { rx, _done: done_tx })
 }
 
 impl Signal {

@@ -104,7 +104,11 @@ impl HttpProxy {
     }
 
     /// Handles one request from a client connection.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Response<Body> {
         let start = Instant::now();
         let grpc = is_grpc(&req);
         let fallback_authority = conn
@@ -257,7 +261,12 @@ impl HttpProxy {
             Some(a) => a,
             None => resolve(&target.authority).await?,
         };
-        if self.settings.own_addrs.iter().any(|own| is_same_listener(*own, addr)) {
+        if self
+            .settings
+            .own_addrs
+            .iter()
+            .any(|own| is_same_listener(*own, addr))
+        {
             tracing::warn!(%addr, "request would loop back into this proxy");
             return Err(ProxyError::Loop);
         }
@@ -272,7 +281,13 @@ impl HttpProxy {
             .target
             .as_ref()
             .and_then(|t| t.addr)
-            .filter(|a| !self.settings.own_addrs.iter().any(|own| is_same_listener(*own, *a)))
+            .filter(|a| {
+                !self
+                    .settings
+                    .own_addrs
+                    .iter()
+                    .any(|own| is_same_listener(*own, *a))
+            })
             .or(self.settings.inbound_app_addr);
         let meshed_port = req
             .headers()
@@ -287,7 +302,12 @@ impl HttpProxy {
             (None, Some(port), Some(Target { addr: Some(a), .. })) => SocketAddr::new(a.ip(), port),
             _ => return Err(ProxyError::NoDestination),
         };
-        if self.settings.own_addrs.iter().any(|own| is_same_listener(*own, addr)) {
+        if self
+            .settings
+            .own_addrs
+            .iter()
+            .any(|own| is_same_listener(*own, addr))
+        {
             return Err(ProxyError::Loop);
         }
         Ok(Route {
@@ -316,32 +336,48 @@ impl HttpProxy {
             UpstreamKind::Meshed { peer, port } if !upgrade => {
                 // HTTP/1.x rides HTTP/2 between proxies; the peer restores it.
                 if parts.version != Version::HTTP_2 {
-                    let v = if parts.version == Version::HTTP_10 { "HTTP/1.0" } else { "HTTP/1.1" };
-                    parts.headers.insert(ORIG_PROTO, HeaderValue::from_static(v));
+                    let v = if parts.version == Version::HTTP_10 {
+                        "HTTP/1.0"
+                    } else {
+                        "HTTP/1.1"
+                    };
+                    parts
+                        .headers
+                        .insert(ORIG_PROTO, HeaderValue::from_static(v));
                 }
                 parts.headers.insert(DST_PORT, HeaderValue::from(port));
                 headers::to_h2(&mut parts, &authority)?;
-                self.upstreams.send_h2(peer, Request::from_parts(parts, body)).await?
+                self.upstreams
+                    .send_h2(peer, Request::from_parts(parts, body))
+                    .await?
             }
             UpstreamKind::Meshed { peer, port } => {
                 parts.headers.insert(DST_PORT, HeaderValue::from(port));
                 headers::to_http1(&mut parts, &authority, peer, true)?;
-                self.upstreams.send_upgrade(peer, Request::from_parts(parts, body)).await?
+                self.upstreams
+                    .send_upgrade(peer, Request::from_parts(parts, body))
+                    .await?
             }
             UpstreamKind::Direct(addr) => {
                 let restore_http1 = orig_proto.is_some() && direction == Direction::Inbound;
                 if parts.version == Version::HTTP_2 && !restore_http1 {
                     headers::to_h2(&mut parts, &authority)?;
-                    self.upstreams.send_h2(addr, Request::from_parts(parts, body)).await?
+                    self.upstreams
+                        .send_h2(addr, Request::from_parts(parts, body))
+                        .await?
                 } else if upgrade {
                     headers::to_http1(&mut parts, &authority, addr, true)?;
-                    self.upstreams.send_upgrade(addr, Request::from_parts(parts, body)).await?
+                    self.upstreams
+                        .send_upgrade(addr, Request::from_parts(parts, body))
+                        .await?
                 } else {
                     if restore_http1 && orig_proto.as_ref().is_some_and(|v| v == "HTTP/1.0") {
                         parts.version = Version::HTTP_10;
                     }
                     headers::to_http1(&mut parts, &authority, addr, false)?;
-                    self.upstreams.send_http1(Request::from_parts(parts, body)).await?
+                    self.upstreams
+                        .send_http1(Request::from_parts(parts, body))
+                        .await?
                 }
             }
         };
@@ -372,12 +408,19 @@ impl HttpProxy {
             return Ok(Response::from_parts(rparts, errors::empty()));
         }
         headers::strip_hop_by_hop(&mut rparts.headers);
-        Ok(Response::from_parts(rparts, rbody.map_err(BoxError::from).boxed()))
+        Ok(Response::from_parts(
+            rparts,
+            rbody.map_err(BoxError::from).boxed(),
+        ))
     }
 
     /// Accepts a `CONNECT host:port` tunnel and serves what flows through it as a connection
     /// to that target (detected again, so HTTP inside the tunnel still gets HTTP features).
-    fn connect_tunnel(self: Arc<Self>, mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+    fn connect_tunnel(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Response<Body> {
         let Some(authority) = req.uri().authority().map(|a| a.to_string()) else {
             let mut rsp = Response::new(errors::full("CONNECT needs host:port\n"));
             *rsp.status_mut() = http::StatusCode::BAD_REQUEST;
@@ -433,7 +476,11 @@ fn normalize_authority(raw: &str, uri: &Uri) -> Option<String> {
     if has_port {
         Some(raw.to_ascii_lowercase())
     } else {
-        let port = if uri.scheme_str() == Some("https") { 443 } else { 80 };
+        let port = if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
         Some(format!("{}:{port}", raw.to_ascii_lowercase()))
     }
 }
@@ -460,7 +507,8 @@ async fn resolve(authority: &str) -> Result<SocketAddr, ProxyError> {
 
 /// Whether connecting to `addr` would reach the listener bound at `own`.
 fn is_same_listener(own: SocketAddr, addr: SocketAddr) -> bool {
-    own.port() == addr.port() && (own.ip() == addr.ip() || (own.ip().is_unspecified() && addr.ip().is_loopback()))
+    own.port() == addr.port()
+        && (own.ip() == addr.ip() || (own.ip().is_unspecified() && addr.ip().is_loopback()))
 }
 
 #[cfg(test)]
@@ -490,8 +538,14 @@ mod tests {
 
     #[tokio::test]
     async fn resolves_literals_and_localhost() {
-        assert_eq!(resolve("127.0.0.1:80").await.unwrap(), "127.0.0.1:80".parse().unwrap());
+        assert_eq!(
+            resolve("127.0.0.1:80").await.unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
         assert!(resolve("localhost:80").await.unwrap().ip().is_loopback());
-        assert_eq!(resolve("no-such-host.invalid:80").await, Err(ProxyError::Unresolvable));
+        assert_eq!(
+            resolve("no-such-host.invalid:80").await,
+            Err(ProxyError::Unresolvable)
+        );
     }
 }

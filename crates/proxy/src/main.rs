@@ -11,7 +11,10 @@ use weft_proxy::{admin::LogLevel, app, config, init};
 const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "weft-proxy init", about = "Install iptables rules that redirect a network namespace's traffic through the proxy")]
+#[command(
+    name = "weft-proxy init",
+    about = "Install iptables rules that redirect a network namespace's traffic through the proxy"
+)]
 struct InitCli {
     #[command(flatten)]
     args: init::InitArgs,
@@ -40,7 +43,8 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("init") => {
-            let cli = InitCli::parse_from(std::iter::once("weft-proxy init".to_string()).chain(args));
+            let cli =
+                InitCli::parse_from(std::iter::once("weft-proxy init".to_string()).chain(args));
             return match init::run(&cli.args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -90,7 +94,9 @@ fn main() -> ExitCode {
     tracing::info!(?config, "effective configuration");
 
     let runtime = if config.worker_threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads)

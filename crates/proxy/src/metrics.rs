@@ -257,7 +257,10 @@ mod tests {
         let mut s = String::new();
         f.encode(&mut s);
         assert!(s.contains("# TYPE request_total counter\n"));
-        assert!(s.contains("request_total{authority=\"a\\\"b\\\\c\\nd\"} 3\n"), "{s}");
+        assert!(
+            s.contains("request_total{authority=\"a\\\"b\\\\c\\nd\"} 3\n"),
+            "{s}"
+        );
         assert!(s.contains("request_total{authority=\"x\"} 1\n"));
     }
 
@@ -269,13 +272,19 @@ mod tests {
         h.observe(Duration::from_secs(100));
         let mut s = String::new();
         h.encode("response_latency_ms", "direction=\"inbound\"", &mut s);
-        assert!(s.contains("response_latency_ms_bucket{direction=\"inbound\",le=\"1\"} 1\n"), "{s}");
+        assert!(
+            s.contains("response_latency_ms_bucket{direction=\"inbound\",le=\"1\"} 1\n"),
+            "{s}"
+        );
         assert!(s.contains("le=\"5\"} 1\n"));
         assert!(s.contains("le=\"10\"} 2\n"));
         assert!(s.contains("le=\"50000\"} 2\n"));
         assert!(s.contains("le=\"+Inf\"} 3\n"));
         assert!(s.contains("response_latency_ms_count{direction=\"inbound\"} 3\n"));
-        assert!(s.contains("response_latency_ms_sum{direction=\"inbound\"} 100007.5\n"), "{s}");
+        assert!(
+            s.contains("response_latency_ms_sum{direction=\"inbound\"} 100007.5\n"),
+            "{s}"
+        );
         assert_eq!(h.count(), 3);
     }
 }

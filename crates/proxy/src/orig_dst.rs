@@ -20,11 +20,19 @@ fn lookup(stream: &TcpStream, local: SocketAddr) -> Option<SocketAddr> {
     if local.is_ipv4() {
         let sa = getsockopt(stream, sockopt::OriginalDst).ok()?;
         let ip = Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr));
-        Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sa.sin_port))))
+        Some(SocketAddr::V4(SocketAddrV4::new(
+            ip,
+            u16::from_be(sa.sin_port),
+        )))
     } else {
         let sa = getsockopt(stream, sockopt::Ip6tOriginalDst).ok()?;
         let ip = Ipv6Addr::from(sa.sin6_addr.s6_addr);
-        Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(sa.sin6_port), 0, 0)))
+        Some(SocketAddr::V6(SocketAddrV6::new(
+            ip,
+            u16::from_be(sa.sin6_port),
+            0,
+            0,
+        )))
     }
 }
 

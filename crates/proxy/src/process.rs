@@ -10,23 +10,55 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// Appends the process families.
 pub fn encode(out: &mut String, start: SystemTime) {
     let start = crate::telemetry::unix_seconds(start);
-    gauge(out, "process_start_time_seconds", "Time the process started, in seconds since the Unix epoch.", start);
+    gauge(
+        out,
+        "process_start_time_seconds",
+        "Time the process started, in seconds since the Unix epoch.",
+        start,
+    );
     if let Some((utime, stime)) = cpu_ticks() {
-        let _ = writeln!(out, "# HELP process_cpu_seconds_total Total user and system CPU time spent, in seconds.");
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent, in seconds."
+        );
         let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
-        let _ = writeln!(out, "process_cpu_seconds_total {}", (utime + stime) as f64 / TICKS_PER_SECOND);
+        let _ = writeln!(
+            out,
+            "process_cpu_seconds_total {}",
+            (utime + stime) as f64 / TICKS_PER_SECOND
+        );
     }
     if let Some(kib) = status_kib("VmRSS:") {
-        gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", (kib * 1024) as f64);
+        gauge(
+            out,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            (kib * 1024) as f64,
+        );
     }
     if let Some(kib) = status_kib("VmSize:") {
-        gauge(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", (kib * 1024) as f64);
+        gauge(
+            out,
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            (kib * 1024) as f64,
+        );
     }
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        gauge(out, "process_open_fds", "Number of open file descriptors.", dir.count() as f64);
+        gauge(
+            out,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            dir.count() as f64,
+        );
     }
     if let Some(max) = max_fds() {
-        gauge(out, "process_max_fds", "Maximum number of open file descriptors.", max as f64);
+        gauge(
+            out,
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            max as f64,
+        );
     }
 }
 

@@ -110,14 +110,18 @@ pub async fn serve_listener(listener: TcpListener, server: Arc<Server>, max_conn
         );
         tokio::spawn(
             async move {
-                let target_label = orig_dst.or(local).map(|a| a.to_string()).unwrap_or_default();
+                let target_label = orig_dst
+                    .or(local)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
                 let stats = server.metrics.tcp_open(&TcpLabels {
                     direction: server.direction,
                     peer: "src",
                     target_addr: target_label,
                     tls: server.tls.clone(),
                 });
-                let io = CountingIo::new(stream, stats.read_bytes.clone(), stats.write_bytes.clone());
+                let io =
+                    CountingIo::new(stream, stats.read_bytes.clone(), stats.write_bytes.clone());
                 let _guard = TcpGuard(stats);
                 let conn = ConnInfo {
                     direction: server.direction,
@@ -132,7 +136,10 @@ pub async fn serve_listener(listener: TcpListener, server: Arc<Server>, max_conn
             .instrument(span),
         );
     }
-    tracing::debug!(direction = server.direction.as_str(), "listener stopped accepting");
+    tracing::debug!(
+        direction = server.direction.as_str(),
+        "listener stopped accepting"
+    );
 }
 
 /// Serves the inside of a CONNECT tunnel like a new connection to its target.
@@ -143,12 +150,17 @@ pub fn serve_tunnel(io: BoxedIo, conn: ConnInfo) -> Pin<Box<dyn Future<Output = 
 async fn serve_conn(mut io: BoxedIo, conn: ConnInfo) {
     let server = conn.server.clone();
     let direction = server.direction;
-    let target_port = conn.target.as_ref().and_then(|t| t.addr).map(|a| a.port()).or_else(|| {
-        conn.target
-            .as_ref()
-            .and_then(|t| t.authority.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok())
-    });
+    let target_port = conn
+        .target
+        .as_ref()
+        .and_then(|t| t.addr)
+        .map(|a| a.port())
+        .or_else(|| {
+            conn.target
+                .as_ref()
+                .and_then(|t| t.authority.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse().ok())
+        });
     let record = |protocol: &'static str, reason: &'static str| {
         server
             .metrics
@@ -166,14 +178,15 @@ async fn serve_conn(mut io: BoxedIo, conn: ConnInfo) {
         return;
     }
     let inbound = direction == Direction::Inbound;
-    let (protocol, reason, buf) = match detect::detect(&mut io, server.detect_timeout, inbound).await {
-        Ok(d) => d,
-        Err(e) => {
-            record("unknown", "io_error");
-            tracing::debug!(error = %e, "connection failed during protocol detection");
-            return;
-        }
-    };
+    let (protocol, reason, buf) =
+        match detect::detect(&mut io, server.detect_timeout, inbound).await {
+            Ok(d) => d,
+            Err(e) => {
+                record("unknown", "io_error");
+                tracing::debug!(error = %e, "connection failed during protocol detection");
+                return;
+            }
+        };
     record(protocol.as_str(), reason.as_str());
     if reason == detect::Reason::Eof && buf.is_empty() {
         return;
@@ -248,11 +261,14 @@ async fn serve_meshed_tcp(mut io: BoxedIo, mut buf: BytesMut, mut conn: ConnInfo
         match transport::Header::decode(&mut buf) {
             Ok(h) => break h,
             Err(transport::DecodeError::Incomplete) if buf.len() < 1024 => {
-                let read = tokio::time::timeout(conn.server.detect_timeout, io.read_buf(&mut buf)).await;
+                let read =
+                    tokio::time::timeout(conn.server.detect_timeout, io.read_buf(&mut buf)).await;
                 match read {
                     Ok(Ok(n)) if n > 0 => continue,
                     _ => {
-                        tracing::info!("meshed connection closed before its transport header was complete");
+                        tracing::info!(
+                            "meshed connection closed before its transport header was complete"
+                        );
                         return;
                     }
                 }
@@ -270,7 +286,10 @@ async fn serve_meshed_tcp(mut io: BoxedIo, mut buf: BytesMut, mut conn: ConnInfo
         .map(|a| a.ip())
         .or(conn.server.inbound_app_addr.map(|a| a.ip()));
     let Some(ip) = ip else {
-        tracing::warn!("meshed TCP arrived but no app address is configured ({})", crate::config::INBOUND_APP_ADDR);
+        tracing::warn!(
+            "meshed TCP arrived but no app address is configured ({})",
+            crate::config::INBOUND_APP_ADDR
+        );
         return;
     };
     conn.target = Some(Target::addr(SocketAddr::new(ip, header.port)));
@@ -284,7 +303,9 @@ async fn forward_tcp(io: BoxedIo, buf: BytesMut, mut conn: ConnInfo) {
         conn.target = server.inbound_app_addr.map(Target::addr);
     }
     let Some(target) = conn.target.clone() else {
-        tracing::info!("opaque connection has no destination (not redirected and not CONNECT); closing");
+        tracing::info!(
+            "opaque connection has no destination (not redirected and not CONNECT); closing"
+        );
         return;
     };
     if conn.direction == Direction::Outbound {
@@ -306,7 +327,11 @@ async fn tcp_to(mut io: BoxedIo, buf: BytesMut, conn: ConnInfo, header: Option<t
     let Some(target) = conn.target else { return };
     let addr = match target.addr {
         Some(a) => a,
-        None => match tokio::net::lookup_host(target.authority.as_str()).await.ok().and_then(|mut a| a.next()) {
+        None => match tokio::net::lookup_host(target.authority.as_str())
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+        {
             Some(a) => a,
             None => {
                 tracing::info!(authority = %target.authority, "cannot resolve opaque destination");
@@ -330,7 +355,9 @@ async fn tcp_to(mut io: BoxedIo, buf: BytesMut, conn: ConnInfo, header: Option<t
         }
     }
     match tokio::io::copy_bidirectional(&mut io, &mut upstream).await {
-        Ok((up, down)) => tracing::debug!(bytes.up = up, bytes.down = down, "TCP connection closed"),
+        Ok((up, down)) => {
+            tracing::debug!(bytes.up = up, bytes.down = down, "TCP connection closed")
+        }
         Err(e) => tracing::debug!(error = %e, "TCP connection ended with an error"),
     }
 }

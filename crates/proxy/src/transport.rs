@@ -86,7 +86,10 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_payload() {
-        let h = Header { port: 6379, authority: Some("redis.default:6379".into()) };
+        let h = Header {
+            port: 6379,
+            authority: Some("redis.default:6379".into()),
+        };
         let mut b = BytesMut::from(&h.encode()[..]);
         b.extend_from_slice(b"PING");
         assert_eq!(Header::decode(&mut b).unwrap(), h);

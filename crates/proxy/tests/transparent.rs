@@ -304,7 +304,10 @@ fn http_and_opaque_tcp_go_through_both_proxies() {
 
     let response = mesh.get_headers();
     assert_answered_by_b(&response);
-    mesh.expect_counted(&mesh.a, "request_total", &[r#"direction="outbound""#]);
+    // Unmeshed: A's proxy sends the request as it is to the app's address, where B's rules
+    // redirect it to B's inbound proxy.
+    let app = format!("target_addr=\"{}:{APP_PORT}\"", mesh.ip_b);
+    mesh.expect_counted(&mesh.a, "request_total", &[r#"direction="outbound""#, &app]);
     mesh.expect_counted(&mesh.b, "request_total", &[r#"direction="inbound""#]);
 
     let script = mesh.dir.path.join("echo_client.py");
@@ -340,9 +343,22 @@ fn meshed_http_is_carried_over_h2_and_restored() {
     let mesh = Mesh::start(true);
 
     let response = mesh.get_headers();
+    // The app in B still sees HTTP/1.1: B's inbound proxy restored it.
     assert_answered_by_b(&response);
-    mesh.expect_counted(&mesh.a, "request_total", &[r#"direction="outbound""#]);
+    // A sent the request to B's inbound proxy, not to the app's port …
+    let peer = format!("target_addr=\"{}:4143\"", mesh.ip_b);
+    mesh.expect_counted(
+        &mesh.a,
+        "request_total",
+        &[r#"direction="outbound""#, &peer],
+    );
     mesh.expect_counted(&mesh.b, "request_total", &[r#"direction="inbound""#]);
+    // … and B's inbound proxy received HTTP/2 from it.
+    mesh.expect_counted(
+        &mesh.b,
+        "protocol_detect_total",
+        &[r#"direction="inbound""#, r#"protocol="h2""#],
+    );
 }
 
 #[test]

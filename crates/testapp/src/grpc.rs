@@ -133,10 +133,19 @@ const MAX_STREAM_COUNT: u32 = 100_000;
 const RESPONSE_QUEUE: usize = 16;
 
 /// Answers a gRPC request: headers at once, then messages and trailers from a spawned call task.
-pub(crate) async fn handle(req: Request<Incoming>) -> Response<Body> {
+///
+/// Besides `grpc-status`/`grpc-message`, the trailers carry `x-testapp-name` (the server's
+/// name) and `x-testapp-authority` (the `:authority` or `host` the server saw), so clients that
+/// only see trailing metadata can still tell which backend answered and how it was addressed.
+pub(crate) async fn handle(req: Request<Incoming>, name: HeaderValue) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let (tx, rx) = mpsc::channel::<Frame<Bytes>>(RESPONSE_QUEUE);
     let path = parts.uri.path().to_string();
+    let authority = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(header::HOST).cloned());
     let span = tracing::debug_span!("grpc", grpc.method = %path);
     tokio::spawn(
         async move {
@@ -149,8 +158,13 @@ pub(crate) async fn handle(req: Request<Incoming>) -> Response<Body> {
                 Some(method) => call.run(method, &parts.headers).await,
             };
             tracing::debug!(grpc.status = status.code.0, "call finished");
+            let mut trailers = status.to_trailers();
+            trailers.insert("x-testapp-name", name);
+            if let Some(authority) = authority {
+                trailers.insert("x-testapp-authority", authority);
+            }
             // The client may be gone; then there is nobody to tell.
-            let _ = call.tx.send(Frame::trailers(status.to_trailers())).await;
+            let _ = call.tx.send(Frame::trailers(trailers)).await;
         }
         .instrument(span),
     );

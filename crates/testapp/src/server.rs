@@ -76,7 +76,7 @@ pub async fn serve(listener: TcpListener, cfg: ServerConfig) -> anyhow::Result<(
 async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Body>, Infallible> {
     let version = req.version();
     let mut resp = if grpc::is_grpc(req.headers()) {
-        grpc::handle(req).await
+        grpc::handle(req, state.name_header.clone()).await
     } else {
         match req.uri().path() {
             "/echo" => routes::echo(req),

@@ -66,7 +66,10 @@ impl ProxyError {
         let mut rsp = if grpc {
             let mut rsp = Response::new(empty());
             let h = rsp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
             h.insert("grpc-status", HeaderValue::from(self.grpc_status()));
             if let Ok(v) = HeaderValue::from_str(&format!("proxy error: {reason}")) {
                 h.insert("grpc-message", v);
@@ -89,7 +92,9 @@ impl ProxyError {
 }
 
 pub fn empty() -> Body {
-    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn full(s: impl Into<Bytes>) -> Body {

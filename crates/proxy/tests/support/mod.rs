@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 /// A free port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The workspace root.
@@ -40,7 +44,10 @@ pub fn require_tool(name: &str) {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(found, "required tool `{name}` is not installed (.ci/run installs it)");
+    assert!(
+        found,
+        "required tool `{name}` is not installed (.ci/run installs it)"
+    );
 }
 
 /// A running weft-proxy process, killed on drop.
@@ -72,7 +79,10 @@ impl ProxyEnv {
     }
     /// Traffic for `target` goes meshed to `peer`'s inbound listener.
     pub fn meshed(self, target: &str, peer: &Proxy) -> Self {
-        self.set("WEFT_PROXY_MESHED_PEERS", format!("{target}={}", peer.inbound))
+        self.set(
+            "WEFT_PROXY_MESHED_PEERS",
+            format!("{target}={}", peer.inbound),
+        )
     }
 }
 
@@ -89,7 +99,11 @@ impl Proxy {
         let outbound: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let inbound: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = std::env::temp_dir().join(format!("weft-proxy-test-{}-{}.log", std::process::id(), admin.port()));
+        let log = std::env::temp_dir().join(format!(
+            "weft-proxy-test-{}-{}.log",
+            std::process::id(),
+            admin.port()
+        ));
         let logf = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft-proxy"));
         cmd.env("WEFT_PROXY_IDENTITY_DISABLED", "true")
@@ -103,7 +117,13 @@ impl Proxy {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
-        Proxy { child, outbound, inbound, admin, log }
+        Proxy {
+            child,
+            outbound,
+            inbound,
+            admin,
+            log,
+        }
     }
 
     pub fn wait_ready(&self) {
@@ -153,7 +173,9 @@ impl Drop for Proxy {
 pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' ')))
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
+        })
         .filter(|l| labels.iter().all(|want| l.contains(want)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
@@ -167,7 +189,10 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
 pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n")?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     let status = buf
@@ -175,7 +200,10 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> std::io::Resu
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad response: {buf:?}")))?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -209,11 +237,16 @@ impl TestApp {
                 std::future::pending::<()>().await;
             });
         });
-        TestApp { addr: rx.recv_timeout(Duration::from_secs(10)).unwrap() }
+        TestApp {
+            addr: rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        }
     }
 
     pub fn named(name: &str) -> TestApp {
-        Self::start(weft_testapp::ServerConfig { name: name.to_string(), ..Default::default() })
+        Self::start(weft_testapp::ServerConfig {
+            name: name.to_string(),
+            ..Default::default()
+        })
     }
 }
 
@@ -237,7 +270,12 @@ impl MeshedHop {
         let server = Proxy::start(server_env.app(app.addr));
         let target = format!("app.test:{}", app.addr.port());
         let client = Proxy::start(client_env.meshed(&target, &server));
-        MeshedHop { app, server, client, target }
+        MeshedHop {
+            app,
+            server,
+            client,
+            target,
+        }
     }
 
     /// `http://TARGET/path` for use with `curl -x`.
