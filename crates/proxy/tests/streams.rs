@@ -12,7 +12,6 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use support::*;
 
 /// Size of the large transfers.
@@ -43,7 +42,9 @@ fn grpc_client() -> PathBuf {
 
 /// A helper script under `tests/py/`.
 fn py_script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(name)
 }
 
 /// Runs `cmd` to completion, killing it (and failing the test) after `limit`.
@@ -81,7 +82,11 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
+    Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
 }
 
 /// Runs a Python script with the test venv, no proxy from the environment, bounded in time.
@@ -105,7 +110,16 @@ fn python_run(script: &Path, args: &[&str], env: &[(&str, String)]) -> (bool, St
 
 /// The `message:` lines of grpc_client.py's output.
 fn grpc_messages(out: &str) -> Vec<&str> {
-    out.lines().filter_map(|l| l.strip_prefix("message: ")).collect()
+    out.lines()
+        .filter_map(|l| l.strip_prefix("message: "))
+        .collect()
+}
+
+/// The series of metric family `name` (for failure messages).
+fn series(proxy: &Proxy, name: &str) -> String {
+    let text = proxy.metrics();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(name)).collect();
+    lines.join("\n")
 }
 
 /// Waits (bounded) until `proxy`'s metric reaches `want`, then returns its value, so the test
@@ -129,9 +143,19 @@ fn assert_grpc_responses(hop: &MeshedHop, grpc_status: u32, classification: &str
     let class = format!("classification=\"{classification}\"");
     for (proxy, direction) in [(&hop.client, "outbound"), (&hop.server, "inbound")] {
         let dir = format!("direction=\"{direction}\"");
-        let labels = [dir.as_str(), status.as_str(), class.as_str(), "status_code=\"200\""];
+        let labels = [
+            dir.as_str(),
+            status.as_str(),
+            class.as_str(),
+            "status_code=\"200\"",
+        ];
         let got = metric_reaching(proxy, "response_total", &labels, n);
-        assert_eq!(got, n, "{direction} response_total{labels:?}:\n{}", proxy.metrics());
+        assert_eq!(
+            got,
+            n,
+            "{direction} response_total{labels:?}:\n{}",
+            series(proxy, "response_total")
+        );
     }
 }
 
@@ -141,14 +165,32 @@ fn grpc_unary_and_server_stream_through_meshed_hop() {
     let outbound = hop.client.outbound.to_string();
     let client = grpc_client();
 
-    let (ok, out) = python_run(&client, &[&outbound, "Unary", "hello weft ✓", "--authority", &hop.target], &[]);
+    let (ok, out) = python_run(
+        &client,
+        &[
+            &outbound,
+            "Unary",
+            "hello weft ✓",
+            "--authority",
+            &hop.target,
+        ],
+        &[],
+    );
     assert!(ok, "{out}");
     assert_eq!(grpc_messages(&out), vec!["hello weft ✓"], "{out}");
     assert!(out.contains("status: OK (0)"), "{out}");
 
     let (ok, out) = python_run(
         &client,
-        &[&outbound, "ServerStream", "tick", "--count", "250", "--authority", &hop.target],
+        &[
+            &outbound,
+            "ServerStream",
+            "tick",
+            "--count",
+            "250",
+            "--authority",
+            &hop.target,
+        ],
         &[],
     );
     assert!(ok, "{out}");
@@ -160,10 +202,24 @@ fn grpc_unary_and_server_stream_through_meshed_hop() {
     // Both calls crossed the meshed hop over HTTP/2 and were classified as successes by both
     // proxies, with the grpc-status read from the trailers.
     let authority = format!("authority=\"{}\"", hop.target);
-    assert_eq!(hop.client.metric_sum("request_total", &["direction=\"outbound\"", &authority]), 2.0);
-    assert_eq!(hop.server.metric_sum("request_total", &["direction=\"inbound\""]), 2.0);
+    assert_eq!(
+        hop.client
+            .metric_sum("request_total", &["direction=\"outbound\"", &authority]),
+        2.0
+    );
+    assert_eq!(
+        hop.server
+            .metric_sum("request_total", &["direction=\"inbound\""]),
+        2.0
+    );
     assert_grpc_responses(&hop, 0, "success", 2.0);
-    assert_eq!(hop.client.metric_sum("response_total", &["classification=\"failure\""]), 0.0, "{}", hop.client.metrics());
+    assert_eq!(
+        hop.client
+            .metric_sum("response_total", &["classification=\"failure\""]),
+        0.0,
+        "{}",
+        series(&hop.client, "response_total")
+    );
 }
 
 #[test]
@@ -223,20 +279,44 @@ fn grpc_forced_status_arrives_with_message_and_is_classified_failure() {
     assert_grpc_responses(&hop, 5, "failure", 1.0);
     assert_grpc_responses(&hop, 14, "failure", 1.0);
     // HTTP said 200 both times: the failure classification came from the trailers alone.
-    assert_eq!(hop.client.metric_sum("response_total", &["classification=\"success\""]), 0.0, "{}", hop.client.metrics());
+    assert_eq!(
+        hop.client
+            .metric_sum("response_total", &["classification=\"success\""]),
+        0.0,
+        "{}",
+        series(&hop.client, "response_total")
+    );
     // Not mistaken for a broken stream or a proxy error.
-    assert_eq!(hop.client.metric_sum("response_total", &["error="]), 0.0, "{}", hop.client.metrics());
-    assert_eq!(hop.server.metric_sum("response_total", &["error="]), 0.0, "{}", hop.server.metrics());
+    assert_eq!(
+        hop.client.metric_sum("response_total", &["error="]),
+        0.0,
+        "{}",
+        series(&hop.client, "response_total")
+    );
+    assert_eq!(
+        hop.server.metric_sum("response_total", &["error="]),
+        0.0,
+        "{}",
+        series(&hop.server, "response_total")
+    );
 }
 
 #[test]
 fn grpc_bidi_stream_interleaved_through_meshed_hop() {
     let hop = MeshedHop::start();
     let outbound = hop.client.outbound.to_string();
-    let (ok, out) = python_run(&py_script("grpc_bidi.py"), &[&outbound, "60", "--authority", &hop.target], &[]);
+    let (ok, out) = python_run(
+        &py_script("grpc_bidi.py"),
+        &[&outbound, "60", "--authority", &hop.target],
+        &[],
+    );
     assert!(ok, "{out}");
     assert!(out.contains("ok: 60 interleaved"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("echo: ")).count(), 60, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("echo: ")).count(),
+        60,
+        "{out}"
+    );
     assert_grpc_responses(&hop, 0, "success", 1.0);
 }
 
@@ -251,30 +331,88 @@ fn grpc_through_grpcio_http_connect_proxy_support() {
     let (ok, out) = python_run(&client, &[&hop.target, "Unary", "tunnelled"], &env);
     assert!(ok, "{out}\nclient proxy log:\n{}", hop.client.log_text());
     assert_eq!(grpc_messages(&out), vec!["tunnelled"], "{out}");
-    let (ok, out) = python_run(&client, &[&hop.target, "ServerStream", "again", "--count", "5"], &env);
+    let (ok, out) = python_run(
+        &client,
+        &[&hop.target, "ServerStream", "again", "--count", "5"],
+        &env,
+    );
     assert!(ok, "{out}");
     assert_eq!(grpc_messages(&out).len(), 5, "{out}");
     let authority = format!("authority=\"{}\"", hop.target);
-    assert_eq!(hop.client.metric_sum("request_total", &["direction=\"outbound\"", &authority]), 2.0, "{}", hop.client.metrics());
-    assert_eq!(hop.server.metric_sum("request_total", &["direction=\"inbound\""]), 2.0);
+    assert_eq!(
+        hop.client
+            .metric_sum("request_total", &["direction=\"outbound\"", &authority]),
+        2.0,
+        "{}",
+        series(&hop.client, "request_total")
+    );
+    assert_eq!(
+        hop.server
+            .metric_sum("request_total", &["direction=\"inbound\""]),
+        2.0
+    );
     assert_grpc_responses(&hop, 0, "success", 2.0);
+    // grpcio speaks only HTTP/2, so the HTTP/1 the outbound proxy detected was the CONNECT.
+    assert!(
+        hop.client.metric_sum(
+            "protocol_detect_total",
+            &["direction=\"outbound\"", "protocol=\"http/1\""]
+        ) >= 1.0,
+        "{}",
+        series(&hop.client, "protocol_detect_total")
+    );
+    assert!(
+        hop.client.metric_sum(
+            "protocol_detect_total",
+            &["direction=\"outbound\"", "protocol=\"h2\""]
+        ) >= 1.0,
+        "{}",
+        series(&hop.client, "protocol_detect_total")
+    );
 }
 
 #[test]
 fn websocket_echo_through_meshed_hop() {
     let hop = MeshedHop::start();
     let outbound = hop.client.outbound.to_string();
-    let (ok, out) = python_run(&py_script("ws_echo.py"), &[&outbound, &hop.target, "--rounds", "6"], &[]);
+    let (ok, out) = python_run(
+        &py_script("ws_echo.py"),
+        &[&outbound, &hop.target, "--rounds", "6"],
+        &[],
+    );
     assert!(ok, "{out}");
     // 6 rounds of text + binary, plus one large message of each kind.
     assert!(out.contains("ok: 14 messages"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("echo: text")).count(), 7, "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("echo: binary")).count(), 7, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("echo: text")).count(),
+        7,
+        "{out}"
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("echo: binary"))
+            .count(),
+        7,
+        "{out}"
+    );
     // The testapp itself answered the upgrade, over HTTP/1.1, after the meshed hop.
     assert!(out.contains("header: x-testapp-name: app\n"), "{out}");
-    assert!(out.contains("header: x-testapp-version: HTTP/1.1\n"), "{out}");
-    assert_eq!(hop.server.metric_sum("request_total", &["direction=\"inbound\""]), 1.0);
-    assert!(hop.client.metric_sum("response_total", &["status_code=\"101\""]) >= 1.0, "{}", hop.client.metrics());
+    assert!(
+        out.contains("header: x-testapp-version: HTTP/1.1\n"),
+        "{out}"
+    );
+    assert_eq!(
+        hop.server
+            .metric_sum("request_total", &["direction=\"inbound\""]),
+        1.0
+    );
+    assert!(
+        hop.client
+            .metric_sum("response_total", &["status_code=\"101\""])
+            >= 1.0,
+        "{}",
+        series(&hop.client, "response_total")
+    );
 }
 
 /// A temporary directory removed on drop.
@@ -295,15 +433,32 @@ impl Drop for TempDir {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// SHA-256 (hex) of everything written to `feed`'s writer, computed by `sha256sum` (the
+/// debug-built `sha2` crate would dominate the test's run time).
+fn sha256sum(feed: impl FnOnce(&mut dyn Write)) -> String {
+    require_tool("sha256sum");
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
+        feed(&mut stdin);
+        stdin.flush().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hex = text.split_whitespace().next().unwrap().to_string();
+    assert_eq!(hex.len(), 64, "{text}");
+    hex
 }
 
 /// Writes `len` pseudo-random bytes (xorshift, so nothing periodic that a dropped or repeated
 /// chunk could hide in) to `path`; returns their SHA-256 in hex.
 fn write_random_file(path: &Path, len: u64) -> String {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut hasher = Sha256::new();
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut chunk = vec![0u8; 1 << 20];
     let mut left = len;
@@ -315,45 +470,40 @@ fn write_random_file(path: &Path, len: u64) -> String {
             state ^= state << 17;
             word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
         }
-        hasher.update(&chunk[..n]);
         file.write_all(&chunk[..n]).unwrap();
         left -= n as u64;
     }
     file.flush().unwrap();
-    hex(&hasher.finalize())
+    file_sha256(path).0
 }
 
 /// SHA-256 (hex) and length of a file.
 fn file_sha256(path: &Path) -> (String, u64) {
-    let mut file = std::fs::File::open(path).unwrap();
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    (hex(&hasher.finalize()), len)
+    let len = std::fs::metadata(path).unwrap().len();
+    let hex = sha256sum(|w| {
+        std::io::copy(&mut std::fs::File::open(path).unwrap(), w).unwrap();
+    });
+    (hex, len)
 }
 
-/// SHA-256 (hex) of the first `len` bytes of the testapp's pattern.
+/// SHA-256 (hex) of the first `len` bytes of the testapp's pattern (`/bytes?size=len`).
 fn pattern_sha256(len: u64) -> String {
-    // The pattern is periodic; hash it in large blocks starting at multiples of the period.
-    let period = (1..=1024u64).find(|p| (0..4096).all(|i| weft_testapp::pattern_byte(i) == weft_testapp::pattern_byte(i + p))).unwrap();
+    use weft_testapp::pattern_byte;
+    // The pattern is periodic (documented as 251); find the period rather than assume it, and
+    // feed whole periods so that every block starts at pattern offset 0.
+    let period = (1..=4096u64)
+        .find(|p| (0..(1 << 16)).all(|i| pattern_byte(i) == pattern_byte(i + p)))
+        .unwrap();
     let block_len = period * ((1 << 20) / period);
-    let block: Vec<u8> = (0..block_len).map(weft_testapp::pattern_byte).collect();
-    let mut hasher = Sha256::new();
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(block_len);
-        hasher.update(&block[..n as usize]);
-        left -= n;
-    }
-    hex(&hasher.finalize())
+    let block: Vec<u8> = (0..block_len).map(pattern_byte).collect();
+    sha256sum(|w| {
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(block_len);
+            w.write_all(&block[..n as usize]).unwrap();
+            left -= n;
+        }
+    })
 }
 
 /// Runs curl (bounded) while sampling the RSS of both proxies; returns curl's output and the
@@ -366,17 +516,20 @@ fn curl_sampling_rss(hop: &MeshedHop, args: &[&str]) -> (Output, u64, u64) {
             while !done.load(Ordering::Relaxed) {
                 client = client.max(hop.client.rss_kib());
                 server = server.max(hop.server.rss_kib());
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(5));
             }
             (client, server)
         });
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--fail", "--max-time", "100", "-x", &hop.proxy_arg()]).args(args);
+        cmd.args(["-sS", "--fail", "--max-time", "100", "-x", &hop.proxy_arg()])
+            .args(args);
         for k in PROXY_ENV {
             cmd.env_remove(k);
         }
+        let started = Instant::now();
         let out = run_bounded(cmd, Duration::from_secs(110));
         done.store(true, Ordering::Relaxed);
+        eprintln!("curl {}: {:?}", args.last().unwrap(), started.elapsed());
         let (client, server) = sampler.join().unwrap();
         (out, client, server)
     })
@@ -385,8 +538,14 @@ fn curl_sampling_rss(hop: &MeshedHop, args: &[&str]) -> (Output, u64, u64) {
 fn assert_rss_bounded(what: &str, hop: &MeshedHop, client_kib: u64, server_kib: u64) {
     eprintln!("{what}: peak RSS client proxy {client_kib} KiB, server proxy {server_kib} KiB");
     assert!(client_kib > 0 && server_kib > 0, "RSS was never sampled");
-    assert!(client_kib < RSS_LIMIT_KIB, "{what}: client proxy peaked at {client_kib} KiB, body buffered?");
-    assert!(server_kib < RSS_LIMIT_KIB, "{what}: server proxy peaked at {server_kib} KiB, body buffered?");
+    assert!(
+        client_kib < RSS_LIMIT_KIB,
+        "{what}: client proxy peaked at {client_kib} KiB, body buffered?"
+    );
+    assert!(
+        server_kib < RSS_LIMIT_KIB,
+        "{what}: server proxy peaked at {server_kib} KiB, body buffered?"
+    );
     // Still alive and well after the transfer.
     assert!(matches!(http_get(hop.client.admin, "/ready"), Ok((200, _))));
 }
@@ -401,10 +560,20 @@ fn upload_100mib_to_sha256_streams() {
     let want = write_random_file(&file, BIG);
     let (out, client_kib, server_kib) = curl_sampling_rss(
         &hop,
-        &["-X", "POST", "-T", file.to_str().unwrap(), &hop.url("/sha256")],
+        &[
+            "-X",
+            "POST",
+            "-T",
+            file.to_str().unwrap(),
+            &hop.url("/sha256"),
+        ],
     );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(text, format!("{want} {BIG}\n"));
     assert_rss_bounded("upload", &hop, client_kib, server_kib);
     eprintln!("upload: {:?}", started.elapsed());
@@ -419,12 +588,21 @@ fn download_100mib_bytes_streams() {
     let started = Instant::now();
     let (out, client_kib, server_kib) = curl_sampling_rss(
         &hop,
-        &["-o", file.to_str().unwrap(), &hop.url(&format!("/bytes?size={BIG}"))],
+        &[
+            "-o",
+            file.to_str().unwrap(),
+            &hop.url(&format!("/bytes?size={BIG}")),
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (got, len) = file_sha256(&file);
+    let want = pattern_sha256(BIG);
     assert_eq!(len, BIG);
-    assert_eq!(got, pattern_sha256(BIG), "downloaded bytes differ from the pattern");
+    assert_eq!(got, want, "downloaded bytes differ from the pattern");
     assert_rss_bounded("download", &hop, client_kib, server_kib);
     eprintln!("download: {:?}", started.elapsed());
 }
@@ -442,9 +620,21 @@ fn echo_100mib_upload_and_download_simultaneously() {
     // upload is still going; the proxies must carry both directions at once.
     let (out, client_kib, server_kib) = curl_sampling_rss(
         &hop,
-        &["-X", "POST", "-T", input.to_str().unwrap(), "-o", output.to_str().unwrap(), &hop.url("/echo")],
+        &[
+            "-X",
+            "POST",
+            "-T",
+            input.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+            &hop.url("/echo"),
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(file_sha256(&output), (want, BIG));
     assert_rss_bounded("echo", &hop, client_kib, server_kib);
     eprintln!("echo: {:?}", started.elapsed());

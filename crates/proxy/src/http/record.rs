@@ -92,11 +92,13 @@ impl HttpBody for RecordBody {
         let res = this.inner.poll_frame(cx);
         match &res {
             Poll::Ready(Some(Ok(frame))) => {
+                // Trailers are the last frame: the response is complete.
                 if let Some(trailers) = frame.trailers_ref() {
-                    if let Some(rec) = this.recorder.as_mut() {
+                    if let Some(mut rec) = this.recorder.take() {
                         if let Some(s) = trailers.get("grpc-status").and_then(parse_grpc_status) {
                             rec.grpc_status = Some(s);
                         }
+                        rec.finish(false);
                     }
                 }
             }
