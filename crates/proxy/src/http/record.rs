@@ -125,3 +125,85 @@ impl HttpBody for RecordBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::telemetry::{Direction, Tls};
+    use http_body_util::{BodyExt, StreamBody};
+
+    fn labels() -> RequestLabels {
+        RequestLabels {
+            direction: Direction::Outbound,
+            authority: "a:80".into(),
+            target_addr: "127.0.0.1:80".into(),
+            tls: Tls::NoIdentity("disabled"),
+        }
+    }
+
+    /// A body that never reports its end on its own, ending with `grpc-status` trailers.
+    fn grpc_body(status: &'static str) -> Body {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static(status));
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x01x"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
+    }
+
+    fn recorder(metrics: &Arc<Metrics>) -> Recorder {
+        Recorder {
+            metrics: metrics.clone(),
+            request: labels(),
+            status_code: 200,
+            grpc: true,
+            grpc_status: None,
+            error: None,
+            permit: None,
+        }
+    }
+
+    async fn drain_frames(mut body: RecordBody) -> RecordBody {
+        // Poll exactly as far as the trailers, like hyper's HTTP/2 server does.
+        loop {
+            let frame = body.frame().await.unwrap().unwrap();
+            if frame.is_trailers() {
+                return body;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn grpc_status_in_trailers_classifies() {
+        let metrics = Arc::new(Metrics::default());
+        let body = drain_frames(RecordBody::new(grpc_body("0"), recorder(&metrics))).await;
+        drop(body);
+        let body = drain_frames(RecordBody::new(grpc_body("14"), recorder(&metrics))).await;
+        drop(body);
+        let text = metrics.encode();
+        assert!(
+            text.contains("grpc_status=\"0\",classification=\"success\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("grpc_status=\"14\",classification=\"failure\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("stream_failed"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn body_dropped_midway_is_a_failure() {
+        let metrics = Arc::new(Metrics::default());
+        let mut body = RecordBody::new(grpc_body("0"), recorder(&metrics));
+        let _first = body.frame().await.unwrap().unwrap();
+        drop(body);
+        let text = metrics.encode();
+        assert!(
+            text.contains("classification=\"failure\",error=\"stream_failed\"} 1"),
+            "{text}"
+        );
+    }
+}
