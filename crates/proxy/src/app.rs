@@ -19,6 +19,9 @@ use crate::http::{HttpProxy, HttpSettings};
 use crate::server::{self, Server};
 use crate::telemetry::{Direction, Metrics, Tls};
 
+/// Pending-connection queue of each listener.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// A listener that could not be bound.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr} ({name}): {source}")]
@@ -38,15 +41,25 @@ pub struct Bound {
 
 impl Bound {
     pub async fn bind(config: &Config) -> Result<Self, BindError> {
-        async fn one(name: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| BindError { name, addr, source })
+        fn one(name: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+            let bind = || {
+                let socket = if addr.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.set_reuseaddr(true)?;
+                socket.bind(addr)?;
+                // Tokio's default backlog (128) overflows when many clients connect at once;
+                // the kernel caps this at net.core.somaxconn.
+                socket.listen(LISTEN_BACKLOG)
+            };
+            bind().map_err(|source| BindError { name, addr, source })
         }
         Ok(Bound {
-            admin: one(crate::config::ADMIN_LISTEN_ADDR, config.admin_listen).await?,
-            outbound: one(crate::config::OUTBOUND_LISTEN_ADDR, config.outbound_listen).await?,
-            inbound: one(crate::config::INBOUND_LISTEN_ADDR, config.inbound_listen).await?,
+            admin: one(crate::config::ADMIN_LISTEN_ADDR, config.admin_listen)?,
+            outbound: one(crate::config::OUTBOUND_LISTEN_ADDR, config.outbound_listen)?,
+            inbound: one(crate::config::INBOUND_LISTEN_ADDR, config.inbound_listen)?,
         })
     }
 }

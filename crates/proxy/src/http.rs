@@ -277,37 +277,40 @@ impl HttpProxy {
     }
 
     fn route_inbound(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Result<Route, ProxyError> {
-        let base = conn
+        let own_port = |a: SocketAddr| {
+            self.settings
+                .own_addrs
+                .iter()
+                .any(|own| is_local_listener(*own, a))
+        };
+        // Redirected by iptables to us from the app's port: that port is the target.
+        let redirected = conn
             .target
             .as_ref()
             .and_then(|t| t.addr)
-            .filter(|a| {
-                !self
-                    .settings
-                    .own_addrs
-                    .iter()
-                    .any(|own| is_same_listener(*own, *a))
-            })
-            .or(self.settings.inbound_app_addr);
+            .filter(|a| !own_port(*a));
         let meshed_port = req
             .headers()
             .get(DST_PORT)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u16>().ok())
             .filter(|p| *p != 0);
-        let addr = match (base, meshed_port, &conn.target) {
-            (Some(b), Some(port), _) => SocketAddr::new(b.ip(), port),
-            (Some(b), None, _) => b,
-            // Redirected to our own port with a port header: the pod's own IP.
-            (None, Some(port), Some(Target { addr: Some(a), .. })) => SocketAddr::new(a.ip(), port),
-            _ => return Err(ProxyError::NoDestination),
+        let app = self.settings.inbound_app_addr;
+        // Inbound traffic only ever goes to this workload: the redirected-from IP, the configured
+        // app IP, or the IP the client connected to.
+        let ip = redirected
+            .map(|a| a.ip())
+            .or(app.map(|a| a.ip()))
+            .or(conn.local.map(|a| a.ip()));
+        let port = meshed_port
+            .or(redirected.map(|a| a.port()))
+            .or(app.map(|a| a.port()));
+        let (Some(ip), Some(port)) = (ip, port) else {
+            return Err(ProxyError::NoDestination);
         };
-        if self
-            .settings
-            .own_addrs
-            .iter()
-            .any(|own| is_same_listener(*own, addr))
-        {
+        let addr = SocketAddr::new(ip, port);
+        if own_port(addr) {
+            tracing::warn!(%addr, "inbound request names the proxy's own port");
             return Err(ProxyError::Loop);
         }
         Ok(Route {
@@ -431,6 +434,7 @@ impl HttpProxy {
         let tunnel = ConnInfo {
             direction: conn.direction,
             client: conn.client,
+            local: conn.local,
             target: Some(Target {
                 addr: authority.parse().ok(),
                 authority: authority.clone(),
@@ -505,6 +509,12 @@ async fn resolve(authority: &str) -> Result<SocketAddr, ProxyError> {
         .ok_or(ProxyError::Unresolvable)
 }
 
+/// Whether `addr`, an address on this host (inbound targets always are), is the listener bound
+/// at `own`.
+fn is_local_listener(own: SocketAddr, addr: SocketAddr) -> bool {
+    own.port() == addr.port() && (own.ip() == addr.ip() || own.ip().is_unspecified())
+}
+
 /// Whether connecting to `addr` would reach the listener bound at `own`.
 fn is_same_listener(own: SocketAddr, addr: SocketAddr) -> bool {
     own.port() == addr.port()
@@ -534,6 +544,10 @@ mod tests {
         assert!(!is_same_listener(any, "127.0.0.1:4144".parse().unwrap()));
         let lo: SocketAddr = "127.0.0.1:4140".parse().unwrap();
         assert!(!is_same_listener(lo, "127.0.0.2:4140".parse().unwrap()));
+        // Inbound targets are on this host: any IP at a wildcard listener's port is a loop.
+        assert!(is_local_listener(any, "10.1.2.3:4143".parse().unwrap()));
+        assert!(!is_local_listener(any, "10.1.2.3:8080".parse().unwrap()));
+        assert!(!is_local_listener(lo, "127.0.0.2:4140".parse().unwrap()));
     }
 
     #[tokio::test]

@@ -42,15 +42,30 @@ const LOCK_RETRY_DELAY: Duration = Duration::from_millis(100);
 #[derive(clap::Args, Debug, Clone)]
 pub struct InitArgs {
     /// Port of the proxy's inbound listener, where TCP arriving in the namespace is redirected.
-    #[arg(long, env = "WEFT_PROXY_INIT_INBOUND_PORT", default_value = "4143")]
+    #[arg(
+        long,
+        env = "WEFT_PROXY_INIT_INBOUND_PORT",
+        value_name = "PORT",
+        default_value = "4143"
+    )]
     pub inbound_port: String,
 
     /// Port of the proxy's outbound listener, where TCP opened in the namespace is redirected.
-    #[arg(long, env = "WEFT_PROXY_INIT_OUTBOUND_PORT", default_value = "4140")]
+    #[arg(
+        long,
+        env = "WEFT_PROXY_INIT_OUTBOUND_PORT",
+        value_name = "PORT",
+        default_value = "4140"
+    )]
     pub outbound_port: String,
 
     /// Numeric uid the proxy runs as; its own connections are never redirected (it would loop).
-    #[arg(long, env = "WEFT_PROXY_INIT_PROXY_UID", default_value = "2102")]
+    #[arg(
+        long,
+        env = "WEFT_PROXY_INIT_PROXY_UID",
+        value_name = "UID",
+        default_value = "2102"
+    )]
     pub proxy_uid: String,
 
     /// Inbound destination ports left alone, comma-separated; ranges as `LOW-HIGH`. The default
@@ -58,36 +73,61 @@ pub struct InitArgs {
     #[arg(
         long,
         env = "WEFT_PROXY_INIT_SKIP_INBOUND_PORTS",
+        value_name = "PORTS",
         default_value = "4190,4191"
     )]
     pub skip_inbound_ports: String,
 
     /// Outbound destination ports left alone, comma-separated; ranges as `LOW-HIGH`
     /// (e.g. a database whose protocol talks first and that must not wait for detection).
-    #[arg(long, env = "WEFT_PROXY_INIT_SKIP_OUTBOUND_PORTS", default_value = "")]
+    #[arg(
+        long,
+        env = "WEFT_PROXY_INIT_SKIP_OUTBOUND_PORTS",
+        value_name = "PORTS",
+        default_value = ""
+    )]
     pub skip_outbound_ports: String,
 
     /// Outbound destination subnets left alone, comma-separated CIDRs (`10.0.0.0/8`); a bare
     /// address means that single host. IPv6 subnets need `--ipv6`.
-    #[arg(long, env = "WEFT_PROXY_INIT_SKIP_SUBNETS", default_value = "")]
+    #[arg(
+        long,
+        env = "WEFT_PROXY_INIT_SKIP_SUBNETS",
+        value_name = "CIDRS",
+        default_value = ""
+    )]
     pub skip_subnets: String,
 
     /// iptables binary to run: `iptables` (on Debian, the nf_tables backend), `iptables-nft`,
     /// `iptables-legacy`, or a path.
-    #[arg(long, env = "WEFT_PROXY_INIT_IPTABLES", default_value = "iptables")]
+    #[arg(
+        long,
+        env = "WEFT_PROXY_INIT_IPTABLES",
+        value_name = "PATH",
+        default_value = "iptables"
+    )]
     pub iptables: String,
 
-    /// Also install the same rules for IPv6.
-    #[arg(long, env = "WEFT_PROXY_INIT_IPV6")]
+    /// Also install the same rules for IPv6 (with ip6tables). In the environment: true/false,
+    /// 1/0, yes/no, on/off.
+    #[arg(
+        long,
+        env = "WEFT_PROXY_INIT_IPV6",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub ipv6: bool,
 
     /// ip6tables binary used with `--ipv6`. Default: the `--iptables` binary with `iptables` in its
     /// file name replaced by `ip6tables` (`iptables-legacy` gives `ip6tables-legacy`).
-    #[arg(long, env = "WEFT_PROXY_INIT_IP6TABLES")]
+    #[arg(long, env = "WEFT_PROXY_INIT_IP6TABLES", value_name = "PATH")]
     pub ip6tables: Option<String>,
 
     /// Print the commands that would run, one per line, and change nothing.
-    #[arg(long, env = "WEFT_PROXY_INIT_DRY_RUN")]
+    #[arg(
+        long,
+        env = "WEFT_PROXY_INIT_DRY_RUN",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub dry_run: bool,
 }
 

@@ -31,6 +31,15 @@ use crate::transport;
 /// How long an HTTP/1.1 client may take to send a request's headers (slowloris protection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest HTTP/1.1 request head accepted; larger ones are answered 431.
+const MAX_HTTP1_HEAD: usize = 128 * 1024;
+
+/// The largest HTTP/2 header list accepted (uncompressed). It is above [`MAX_HTTP1_HEAD`] so a
+/// request head that an HTTP/1.1 client may send always fits the HTTP/2 hop between proxies;
+/// a block over this makes the peer answer 431, and one over four times this makes it close the
+/// whole connection (h2's protection), which must never happen to a shared meshed connection.
+pub const MAX_H2_HEADER_LIST: u32 = 256 * 1024;
+
 /// Where a connection or request was headed before it reached the proxy.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -68,6 +77,8 @@ pub struct Server {
 pub struct ConnInfo {
     pub direction: Direction,
     pub client: SocketAddr,
+    /// The address the client connected to (our listener, or the pod IP it was redirected from).
+    pub local: Option<SocketAddr>,
     pub target: Option<Target>,
     pub tls: Tls,
     pub server: Arc<Server>,
@@ -126,6 +137,7 @@ pub async fn serve_listener(listener: TcpListener, server: Arc<Server>, max_conn
                 let conn = ConnInfo {
                     direction: server.direction,
                     client,
+                    local,
                     target: orig_dst.map(Target::addr),
                     tls: server.tls.clone(),
                     server,
@@ -178,15 +190,22 @@ async fn serve_conn(mut io: BoxedIo, conn: ConnInfo) {
         return;
     }
     let inbound = direction == Direction::Inbound;
-    let (protocol, reason, buf) =
-        match detect::detect(&mut io, server.detect_timeout, inbound).await {
-            Ok(d) => d,
-            Err(e) => {
-                record("unknown", "io_error");
-                tracing::debug!(error = %e, "connection failed during protocol detection");
-                return;
-            }
-        };
+    let detected = tokio::select! {
+        d = detect::detect(&mut io, server.detect_timeout, inbound) => d,
+        _ = server.drain.signaled() => {
+            // Nothing was requested yet: closing loses no work.
+            record("unknown", "drained");
+            return;
+        }
+    };
+    let (protocol, reason, buf) = match detected {
+        Ok(d) => d,
+        Err(e) => {
+            record("unknown", "io_error");
+            tracing::debug!(error = %e, "connection failed during protocol detection");
+            return;
+        }
+    };
     record(protocol.as_str(), reason.as_str());
     if reason == detect::Reason::Eof && buf.is_empty() {
         return;
@@ -220,6 +239,7 @@ async fn serve_http1(io: BoxedIo, conn: ConnInfo) {
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HTTP1_HEAD)
         .serve_connection(TokioIo::new(io), http_service(conn))
         .with_upgrades();
     tokio::pin!(served);
@@ -241,6 +261,7 @@ async fn serve_h2(io: BoxedIo, conn: ConnInfo) {
     let served = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(1000)
+        .max_header_list_size(MAX_H2_HEADER_LIST)
         .serve_connection(TokioIo::new(io), http_service(conn));
     tokio::pin!(served);
     let res = tokio::select! {
@@ -284,7 +305,8 @@ async fn serve_meshed_tcp(mut io: BoxedIo, mut buf: BytesMut, mut conn: ConnInfo
         .as_ref()
         .and_then(|t| t.addr)
         .map(|a| a.ip())
-        .or(conn.server.inbound_app_addr.map(|a| a.ip()));
+        .or(conn.server.inbound_app_addr.map(|a| a.ip()))
+        .or(conn.local.map(|a| a.ip()));
     let Some(ip) = ip else {
         tracing::warn!(
             "meshed TCP arrived but no app address is configured ({})",

@@ -159,6 +159,7 @@ impl Mesh {
     /// proxy is B:4143, so HTTP between the proxies goes over HTTP/2.
     fn start(meshed: bool) -> Mesh {
         require_root_and_tools();
+        reap_stale_namespaces();
         let dir = ScratchDir::new();
         let testapp = testapp_bin();
         let mut proxy = proxy_bin();

@@ -152,6 +152,7 @@ impl Upstreams {
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(10)))
             .keep_alive_timeout(Duration::from_secs(10))
+            .max_header_list_size(crate::server::MAX_H2_HEADER_LIST)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| {

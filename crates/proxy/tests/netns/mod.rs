@@ -113,6 +113,36 @@ pub fn require_root_and_tools() {
     }
 }
 
+/// Deletes namespaces left behind by earlier runs of these tests that were killed before their
+/// guards ran (`weft-<tag>-<pid>-<n>` whose test process no longer exists), with the processes
+/// those runs started inside them. Namespaces of live runs are left alone.
+pub fn reap_stale_namespaces() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(name) = line.split_whitespace().next() else {
+                continue;
+            };
+            let parts: Vec<&str> = name.split('-').collect();
+            let [prefix, tag, pid, n] = parts[..] else {
+                continue;
+            };
+            let ours = prefix == "weft"
+                && (tag == "a" || tag == "b")
+                && pid.parse::<u32>().is_ok()
+                && n.parse::<u32>().is_ok();
+            if ours && !Path::new("/proc").join(pid).exists() {
+                drop(Netns {
+                    name: name.to_string(),
+                });
+            }
+        }
+    });
+}
+
 /// The weft-proxy binary Cargo built for this test.
 pub fn proxy_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weft-proxy"))
