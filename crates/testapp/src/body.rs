@@ -85,7 +85,9 @@ impl http_body::Body for PatternBody {
 
 /// A complete body from bytes or a string.
 pub(crate) fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into()).map_err(|e| match e {}).boxed_unsync()
+    Full::new(data.into())
+        .map_err(|e| match e {})
+        .boxed_unsync()
 }
 
 /// An empty body.

@@ -345,7 +345,10 @@ mod tests {
     #[test]
     fn grpc_content_types() {
         assert!(is_grpc(&meta(&[("content-type", "application/grpc")])));
-        assert!(is_grpc(&meta(&[("content-type", "application/grpc+proto")])));
+        assert!(is_grpc(&meta(&[(
+            "content-type",
+            "application/grpc+proto"
+        )])));
         assert!(!is_grpc(&meta(&[("content-type", "application/json")])));
         assert!(!is_grpc(&HeaderMap::new()));
     }

@@ -274,12 +274,8 @@ mod tests {
             ("x-testapp-size", "3"),
             ("x-testapp-error-rate", "0.1"),
         ]);
-        let k = Knobs::resolve(
-            Some("a=b&status=404&size=99"),
-            &h,
-            &ServerConfig::default(),
-        )
-        .unwrap();
+        let k =
+            Knobs::resolve(Some("a=b&status=404&size=99"), &h, &ServerConfig::default()).unwrap();
         assert_eq!(k.status, 404);
         assert_eq!(k.size, Some(99));
         assert_eq!(k.latency, Duration::from_millis(12));
@@ -336,7 +332,11 @@ mod tests {
             error_rate: 2.0,
             ..ServerConfig::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("error-rate"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("error-rate"));
         let bad = ServerConfig {
             status: 42,
             ..ServerConfig::default()

@@ -73,6 +73,9 @@ impl ServerConfig {
         knobs::parse_status("--status", &self.status.to_string())?;
         knobs::check_latency("--latency-ms", self.latency)?;
         knobs::check_error_rate("--error-rate", self.error_rate)?;
+        if let Some(size) = self.size {
+            knobs::parse_size("--size", &size.to_string())?;
+        }
         Ok(())
     }
 }

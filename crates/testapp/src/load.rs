@@ -209,7 +209,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "invalid duration {s:?}: unit must be ms, s, m or h"
+            ))
+        }
     };
     let value: f64 = number
         .parse()
@@ -345,8 +349,7 @@ async fn worker(shared: Arc<Shared>) -> WorkerStats {
     let mut conn: Option<Conn> = None;
     while shared.next_slot().await {
         let started = std::time::Instant::now();
-        let kind = match tokio::time::timeout(REQUEST_TIMEOUT, request(&shared, &mut conn)).await
-        {
+        let kind = match tokio::time::timeout(REQUEST_TIMEOUT, request(&shared, &mut conn)).await {
             Ok(Ok(status)) => {
                 stats.latency.record(started.elapsed());
                 *stats.by_status.entry(status).or_default() += 1;
@@ -479,8 +482,14 @@ mod tests {
         r.by_status.insert(500, 1);
         r.errors_by_kind.insert("connect", 1);
         let json = r.to_json();
-        assert!(json.contains("\"by_status\":{\"200\":2,\"500\":1}"), "{json}");
-        assert!(json.contains("\"errors_by_kind\":{\"connect\":1}"), "{json}");
+        assert!(
+            json.contains("\"by_status\":{\"200\":2,\"500\":1}"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"errors_by_kind\":{\"connect\":1}"),
+            "{json}"
+        );
         assert!(json.contains("\"p50\":2.000"), "{json}");
         let text = r.to_string();
         assert!(text.contains("status 500: 1"), "{text}");

@@ -119,7 +119,10 @@ pub(crate) async fn sha256(req: Request<Incoming>) -> Response<Body> {
             }
         }
     }
-    text(StatusCode::OK, format!("{} {count}\n", hex(&hasher.finalize())))
+    text(
+        StatusCode::OK,
+        format!("{} {count}\n", hex(&hasher.finalize())),
+    )
 }
 
 /// Lower-case hex of `bytes`.

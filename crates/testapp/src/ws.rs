@@ -68,9 +68,12 @@ pub(crate) fn upgrade(mut req: Request<Incoming>) -> Response<Body> {
         async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let ws =
-                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
-                            .await;
+                    let ws = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        None,
+                    )
+                    .await;
                     echo(ws).await;
                 }
                 Err(error) => tracing::debug!(%error, "websocket upgrade failed"),

@@ -49,7 +49,10 @@ async fn bin(args: &[&str]) -> Output {
 fn assert_clean_failure(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "expected failure; stderr: {stderr}");
-    assert!(stderr.contains(needle), "stderr should mention {needle:?}: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "stderr should mention {needle:?}: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -69,7 +72,10 @@ async fn serve_announces_its_address_and_applies_flags() {
 async fn serve_reads_environment_variables() {
     let (mut child, addr) = serve(
         &[],
-        &[("WEFT_TESTAPP_NAME", "from-env"), ("WEFT_TESTAPP_SIZE", "4")],
+        &[
+            ("WEFT_TESTAPP_NAME", "from-env"),
+            ("WEFT_TESTAPP_SIZE", "4"),
+        ],
     )
     .await;
     let r = curl(&[&format!("http://{addr}/")]).await;
@@ -87,10 +93,40 @@ async fn invalid_arguments_fail_with_clear_messages() {
         (&["serve", "--listen", "nowhere"], "listen"),
         (&["serve", "--name", ""], "name"),
         (&["load"], "--target"),
-        (&["load", "--target", "http://127.0.0.1:1/", "--duration", "10x"], "duration"),
-        (&["load", "--target", "https://127.0.0.1:1/", "--duration", "1s"], "https"),
-        (&["load", "--target", "http://127.0.0.1:1/", "--concurrency", "0"], "concurrency"),
-        (&["load", "--target", "http://127.0.0.1:1/", "-o", "yaml"], "yaml"),
+        (
+            &[
+                "load",
+                "--target",
+                "http://127.0.0.1:1/",
+                "--duration",
+                "10x",
+            ],
+            "duration",
+        ),
+        (
+            &[
+                "load",
+                "--target",
+                "https://127.0.0.1:1/",
+                "--duration",
+                "1s",
+            ],
+            "https",
+        ),
+        (
+            &[
+                "load",
+                "--target",
+                "http://127.0.0.1:1/",
+                "--concurrency",
+                "0",
+            ],
+            "concurrency",
+        ),
+        (
+            &["load", "--target", "http://127.0.0.1:1/", "-o", "yaml"],
+            "yaml",
+        ),
         (&["bogus"], "bogus"),
     ];
     for (args, needle) in cases {
@@ -116,8 +152,15 @@ async fn load_prints_a_json_summary() {
     ])
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.trim().starts_with('{') && stdout.trim().ends_with('}'), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.trim().starts_with('{') && stdout.trim().ends_with('}'),
+        "{stdout}"
+    );
     assert!(stdout.contains("\"by_status\":{\"200\":"), "{stdout}");
     assert!(stdout.contains("\"errors\":0,"), "{stdout}");
 

@@ -101,14 +101,7 @@ async fn metadata_forces_the_final_status_after_the_echo() {
 #[tokio::test]
 async fn authority_option_reaches_the_server() {
     let addr = server().await.to_string();
-    let out = expect_ok(&[
-        &addr,
-        "Unary",
-        "x",
-        "--authority",
-        "voting.weft.test:8080",
-    ])
-    .await;
+    let out = expect_ok(&[&addr, "Unary", "x", "--authority", "voting.weft.test:8080"]).await;
     assert!(
         out.contains("trailer: x-testapp-authority: voting.weft.test:8080"),
         "{out}"

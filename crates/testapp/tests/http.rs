@@ -55,7 +55,13 @@ async fn knobs_from_query_headers_and_startup_defaults() {
     for (flag, _) in PROTOCOLS {
         let r = curl(&[flag, &format!("http://{addr}/?status=418")]).await;
         assert_eq!(r.status, 418);
-        let r = curl(&[flag, "-H", "x-testapp-status: 503", &format!("http://{addr}/")]).await;
+        let r = curl(&[
+            flag,
+            "-H",
+            "x-testapp-status: 503",
+            &format!("http://{addr}/"),
+        ])
+        .await;
         assert_eq!(r.status, 503);
         // The query wins over the header.
         let r = curl(&[
@@ -74,7 +80,13 @@ async fn knobs_from_query_headers_and_startup_defaults() {
         let r = curl(&[flag, &format!("http://{addr}/?error_rate=1")]).await;
         assert_eq!(r.status, 500);
         assert_eq!(r.header("x-testapp-name"), Some("k"));
-        let r = curl(&[flag, "-H", "x-testapp-error-rate: 1", &format!("http://{addr}/")]).await;
+        let r = curl(&[
+            flag,
+            "-H",
+            "x-testapp-error-rate: 1",
+            &format!("http://{addr}/"),
+        ])
+        .await;
         assert_eq!(r.status, 500);
     }
 
@@ -111,9 +123,10 @@ async fn knobs_from_query_headers_and_startup_defaults() {
 async fn error_rate_fails_that_fraction_of_requests() {
     let addr = server("rate").await;
     let url = format!("http://{addr}/?error_rate=0.5");
-    let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}\\n"];
-    let urls = vec![url.as_str(); 10];
-    args.extend(urls);
+    let mut args = vec!["-w", "%{http_code}\\n"];
+    for _ in 0..10 {
+        args.extend(["-o", "/dev/null", url.as_str()]);
+    }
     let r = curl(&args).await;
     let codes = r.text();
     let failures = codes.lines().filter(|c| *c == "500").count();
@@ -131,7 +144,11 @@ async fn invalid_knobs_answer_400_naming_the_knob() {
         ("/?error_rate=2", None, "error_rate"),
         ("/?size=-5", None, "size"),
         ("/", Some("x-testapp-status: nope"), "x-testapp-status"),
-        ("/", Some("x-testapp-latency-ms: 1.5"), "x-testapp-latency-ms"),
+        (
+            "/",
+            Some("x-testapp-latency-ms: 1.5"),
+            "x-testapp-latency-ms",
+        ),
         ("/bytes", None, "size"),
         ("/bytes?size=big", None, "size"),
         ("/stream?chunks=x", None, "chunks"),
@@ -154,24 +171,27 @@ async fn invalid_knobs_answer_400_naming_the_knob() {
     }
 }
 
+/// HTTP/1.1 keep-alive. (HTTP/2 reuse is checked with hyper in `streaming.rs`: curl 7.88
+/// breaks when reusing prior-knowledge connections, curl/curl#10634, fixed in curl 8.0.)
 #[tokio::test]
-async fn connections_are_reused() {
+async fn http1_connections_are_kept_alive() {
     let addr = server("ka").await;
-    let url = format!("http://{addr}/");
-    for (flag, _) in PROTOCOLS {
-        let r = curl(&[
-            flag,
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{num_connects}\\n",
-            &url,
-            &url,
-            &url,
-        ])
-        .await;
-        assert_eq!(r.text(), "1\n0\n0\n", "{flag}");
+    // Includes a POST with a body the knob handler does not use: it must be drained, not
+    // leave the connection unusable.
+    let url = format!("http://{addr}/?size=100");
+    let mut args = vec!["--http1.1", "-w", "%{num_connects}\\n"];
+    for _ in 0..3 {
+        args.extend(["-o", "/dev/null", url.as_str()]);
     }
+    args.extend([
+        "-o",
+        "/dev/null",
+        "--data-binary",
+        "some ignored body",
+        url.as_str(),
+    ]);
+    let r = curl(&args).await;
+    assert_eq!(r.text(), "1\n0\n0\n0\n");
 }
 
 #[tokio::test]
@@ -195,7 +215,11 @@ async fn echo_returns_chunked_uploads_with_content_type() {
         .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("application/x-weft-test"));
-        assert!(r.body == data, "echoed body differs ({} bytes)", r.body.len());
+        assert!(
+            r.body == data,
+            "echoed body differs ({} bytes)",
+            r.body.len()
+        );
     }
     // An empty body echoes as empty.
     let r = curl(&["--data-binary", "", &url]).await;

@@ -81,9 +81,13 @@ async fn recording_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                     }
                 }
                 let head = String::from_utf8_lossy(&buf).into_owned();
-                seen.lock().unwrap().push(head.lines().next().unwrap().to_string());
+                seen.lock()
+                    .unwrap()
+                    .push(head.lines().next().unwrap().to_string());
                 let _ = sock
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
                     .await;
             });
         }
@@ -104,7 +108,10 @@ async fn proxy_mode_sends_absolute_form() {
     let lines = lines.lock().unwrap().clone();
     assert!(!lines.is_empty());
     for line in &lines {
-        assert_eq!(line, "GET http://voting.weft.invalid:8080/vote?x=1 HTTP/1.1");
+        assert_eq!(
+            line,
+            "GET http://voting.weft.invalid:8080/vote?x=1 HTTP/1.1"
+        );
     }
     assert_eq!(report.count(200), lines.len() as u64, "{report}");
     assert_eq!(report.errors, 0, "{report}");
@@ -155,7 +162,10 @@ async fn connect_failures_are_counted_not_fatal() {
     .await
     .unwrap();
     assert_eq!(report.requests, 0);
-    assert!(report.errors_by_kind.get("connect").copied().unwrap_or(0) > 0, "{report}");
+    assert!(
+        report.errors_by_kind.get("connect").copied().unwrap_or(0) > 0,
+        "{report}"
+    );
     assert!(report.to_json().contains("\"connect\":"));
 }
 

@@ -112,6 +112,33 @@ async fn echo_is_full_duplex_over_http2() {
 }
 
 #[tokio::test]
+async fn http2_multiplexes_requests_on_one_connection() {
+    let addr = server().await;
+    let client = h2(addr).await;
+    let requests = (0..5).map(|i| {
+        let mut client = client.clone();
+        async move {
+            let req = Request::get(format!(
+                "http://{addr}/stream?chunks=2&interval_ms=20&i={i}"
+            ))
+            .body(empty())
+            .unwrap();
+            let resp = client.send_request(req).await.unwrap();
+            assert_eq!(resp.headers()["x-testapp-version"], "HTTP/2");
+            resp.into_body().collect().await.unwrap().to_bytes()
+        }
+    });
+    let bodies = within(
+        "multiplexed responses",
+        futures_util::future::join_all(requests),
+    )
+    .await;
+    for body in bodies {
+        assert_eq!(body, "chunk 0\nchunk 1\n");
+    }
+}
+
+#[tokio::test]
 async fn bytes_is_exact_for_a_large_size() {
     let addr = server().await;
     let size: u64 = 16 * 1024 * 1024 + 3;

@@ -192,7 +192,10 @@ mod tests {
 
         let mut dec = FrameDecoder::new();
         dec.push(&[0, 0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(dec.next_message().unwrap_err().code(), Code::RESOURCE_EXHAUSTED);
+        assert_eq!(
+            dec.next_message().unwrap_err().code(),
+            Code::RESOURCE_EXHAUSTED
+        );
 
         // Exactly 4 MiB is allowed: the decoder waits for the body.
         let mut dec = FrameDecoder::new();

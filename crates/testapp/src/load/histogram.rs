@@ -129,7 +129,10 @@ mod tests {
         let within = |got: Duration, want_ms: u64| {
             let want = want_ms as f64 * 1000.0;
             let got = got.as_micros() as f64;
-            assert!(got <= want && got >= want * (1.0 - 1.0 / 64.0), "{got} vs {want}");
+            assert!(
+                got <= want && got >= want * (1.0 - 1.0 / 64.0),
+                "{got} vs {want}"
+            );
         };
         within(h.quantile(0.5), 50);
         within(h.quantile(0.95), 95);

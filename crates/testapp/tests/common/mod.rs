@@ -95,14 +95,22 @@ pub fn python() -> PathBuf {
 
 /// Runs `python -c script args...`.
 pub async fn python_script(script: &str, args: &[&str]) -> Output {
-    run(Command::new(python()).arg("-c").arg(script).args(args), "python").await
+    run(
+        Command::new(python()).arg("-c").arg(script).args(args),
+        "python",
+    )
+    .await
 }
 
 /// Runs the grpcio client script with `args`.
 pub async fn grpc_client(args: &[&str]) -> Output {
     let script = weft_testapp::testing::grpc_client_script();
     assert!(script.exists(), "missing {}", script.display());
-    run(Command::new(python()).arg(script).args(args), "grpc_client.py").await
+    run(
+        Command::new(python()).arg(script).args(args),
+        "grpc_client.py",
+    )
+    .await
 }
 
 /// An HTTP/1.1 client connection to `addr`.
