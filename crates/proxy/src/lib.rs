@@ -22,4 +22,5 @@ pub mod orig_dst;
 pub mod process;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
