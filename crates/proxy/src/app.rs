@@ -16,6 +16,7 @@ use crate::discover::{Discover, StaticDiscover};
 use crate::drain;
 use crate::http::upstream::{Connector, Upstreams};
 use crate::http::{HttpProxy, HttpSettings};
+use crate::identity;
 use crate::server::{self, Server};
 use crate::telemetry::{Direction, Metrics, Tls};
 
@@ -72,12 +73,45 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let metrics = Arc::new(Metrics::default());
-    let tls = Tls::NoIdentity("disabled");
-    if config.identity_disabled {
-        tracing::warn!(
-            "identity is disabled: traffic between proxies is NOT encrypted or authenticated"
-        );
-    }
+    let ready = Arc::new(AtomicBool::new(false));
+    let (tls, mtls) = match &config.identity {
+        None => {
+            tracing::warn!(
+                "identity is disabled: traffic between proxies is NOT encrypted or authenticated"
+            );
+            (Tls::NoIdentity("disabled"), None)
+        }
+        Some(id) => match crate::tls::Tls::new(&id.name, &id.trust_anchors) {
+            Ok(t) => {
+                let t = Arc::new(t);
+                let anchors = Arc::new(std::sync::RwLock::new(id.trust_anchors.clone()));
+                let certifier = identity::ServiceCertifier {
+                    config: id.clone(),
+                    tls: t.clone(),
+                    anchors: anchors.clone(),
+                };
+                let span = tracing::info_span!("identity", identity = %id.name);
+                tokio::spawn(
+                    identity::run(certifier, metrics.identity.clone(), ready.clone())
+                        .instrument(span.clone()),
+                );
+                tokio::spawn(
+                    identity::watch_anchors(
+                        id.trust_anchors_path.clone(),
+                        t.clone(),
+                        anchors,
+                        metrics.identity.clone(),
+                    )
+                    .instrument(span),
+                );
+                (Tls::NoIdentity("no_tls_from_remote"), Some(t))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up mTLS; exiting");
+                return;
+            }
+        },
+    };
     let connector = Connector {
         bind_ip: config.outbound_bind_ip,
         timeout: config.connect_timeout,
@@ -96,15 +130,15 @@ pub async fn run(
             response_timeout: config.response_timeout,
             inbound_app_addr: config.inbound_app_addr,
             own_addrs,
+            identity_enabled: mtls.is_some(),
         },
         metrics.clone(),
-        Upstreams::new(connector.clone(), config.pool_idle_timeout),
+        Upstreams::new(connector.clone(), mtls.clone(), config.pool_idle_timeout),
         discover.clone(),
         config.max_in_flight_requests,
     ));
     let (drain_signal, drain_watch) = drain::channel();
     let (shutdown_tx, mut shutdown_rx) = mpsc::channel(1);
-    let ready = Arc::new(AtomicBool::new(false));
     let draining = Arc::new(AtomicBool::new(false));
     let admin = Arc::new(Admin {
         metrics: metrics.clone(),
@@ -129,6 +163,7 @@ pub async fn run(
             discover: discover.clone(),
             inbound_app_addr: config.inbound_app_addr,
             tls: tls.clone(),
+            mtls: mtls.clone(),
             drain: drain_watch.clone(),
         });
         let span = tracing::info_span!("listener", direction = direction.as_str());
@@ -137,7 +172,9 @@ pub async fn run(
         );
     }
     drop(drain_watch);
-    ready.store(true, Ordering::Release);
+    if mtls.is_none() {
+        ready.store(true, Ordering::Release);
+    }
     tracing::info!(
         outbound = %config.outbound_listen,
         inbound = %config.inbound_listen,

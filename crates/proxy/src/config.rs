@@ -57,6 +57,10 @@ pub const SHUTDOWN_GRACE_PERIOD: &str = "WEFT_PROXY_SHUTDOWN_GRACE_PERIOD";
 pub const IDENTITY_DISABLED: &str = "WEFT_PROXY_IDENTITY_DISABLED";
 pub const MESHED_PEERS: &str = "WEFT_PROXY_MESHED_PEERS";
 pub const WORKER_THREADS: &str = "WEFT_PROXY_WORKER_THREADS";
+pub const IDENTITY_NAME: &str = "WEFT_PROXY_IDENTITY_NAME";
+pub const IDENTITY_TRUST_ANCHORS: &str = "WEFT_PROXY_IDENTITY_TRUST_ANCHORS";
+pub const IDENTITY_SVC_ADDR: &str = "WEFT_PROXY_IDENTITY_SVC_ADDR";
+pub const IDENTITY_TOKEN_FILE: &str = "WEFT_PROXY_IDENTITY_TOKEN_FILE";
 pub const LOG: &str = "WEFT_PROXY_LOG";
 
 /// One documented variable: name, default (as text) and help.
@@ -81,8 +85,12 @@ pub const VARS: &[VarDoc] = &[
     VarDoc { name: MAX_IN_FLIGHT_REQUESTS, default: "10000", help: "Requests in flight above this are shed with 503 (l5d-proxy-error: load shed)." },
     VarDoc { name: MAX_CONNECTIONS, default: "20000", help: "Accepted connections per listener above this wait in the kernel's backlog." },
     VarDoc { name: SHUTDOWN_GRACE_PERIOD, default: "30s", help: "On SIGTERM or POST /shutdown: how long in-flight work may take to finish before the proxy exits." },
-    VarDoc { name: IDENTITY_DISABLED, default: "false", help: "Run without mTLS (traffic is labelled tls=\"no_identity\"). Required until the identity client is configured." },
-    VarDoc { name: MESHED_PEERS, default: "(none)", help: "Static discovery until the destination service is used: comma list of TARGET=PEER[/PORT]: traffic for TARGET (host:port) goes meshed to the inbound proxy at PEER (ip:port), which forwards it to PORT (default: the target's port) on its app's IP." },
+        VarDoc { name: IDENTITY_DISABLED, default: "false", help: "Run without mTLS (traffic is labelled tls=\"no_identity\"); a warning is logged. Otherwise the four WEFT_PROXY_IDENTITY_* variables below are required." },
+    VarDoc { name: IDENTITY_NAME, default: "(none)", help: "This workload's identity, e.g. web.emojivoto.serviceaccount.identity.weft.cluster.local." },
+    VarDoc { name: IDENTITY_TRUST_ANCHORS, default: "(none)", help: "Path of the PEM bundle of trust anchors (one or more roots). Re-read when it changes, so anchor rotation needs no restart." },
+    VarDoc { name: IDENTITY_SVC_ADDR, default: "(none)", help: "The identity service's address (host:port), asked for a certificate at start and before each expiry." },
+    VarDoc { name: IDENTITY_TOKEN_FILE, default: "(none)", help: "Path of the bootstrap token that proves this workload's identity to the identity service." },
+    VarDoc { name: MESHED_PEERS, default: "(none)", help: "Static discovery until the destination service is used: comma list of TARGET=PEER[/PORT][@IDENTITY]: traffic for TARGET (host:port) goes meshed to the inbound proxy at PEER (ip:port), which forwards it to PORT (default: the target's port) on its app's IP; with identity, the peer must prove IDENTITY (required unless identity is disabled)." },
     VarDoc { name: WORKER_THREADS, default: "1", help: "Runtime worker threads (1 = a single-threaded runtime, the usual sidecar set-up)." },
     VarDoc { name: LOG, default: "info", help: "Log filter: a level or target=level list (e.g. warn,weft_proxy=debug). Changeable at runtime via /proxy-log-level." },
 ];
@@ -143,6 +151,19 @@ pub struct MeshedPeer {
     pub peer: SocketAddr,
     /// The port behind the peer proxy (defaults to the target's port).
     pub port: u16,
+    /// The identity the peer proxy must present.
+    pub identity: Option<String>,
+}
+
+/// Identity settings (absent when identity is disabled).
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    pub name: String,
+    pub trust_anchors_path: std::path::PathBuf,
+    /// The anchors as read at start-up (validated before any port is bound).
+    pub trust_anchors: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub svc_addr: String,
+    pub token_path: std::path::PathBuf,
 }
 
 /// The proxy's validated configuration.
@@ -162,6 +183,8 @@ pub struct Config {
     pub max_connections: usize,
     pub shutdown_grace_period: Duration,
     pub identity_disabled: bool,
+    /// Present unless identity is disabled.
+    pub identity: Option<IdentityConfig>,
     pub meshed_peers: Vec<MeshedPeer>,
     pub worker_threads: usize,
     pub log: String,
@@ -171,7 +194,7 @@ impl Config {
     /// Reads and validates every variable. Returns the first invalid one.
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let r = Reader { env };
-        let config = Config {
+        let mut config = Config {
             outbound_listen: r.parse(OUTBOUND_LISTEN_ADDR, parse_socket_addr)?,
             inbound_listen: r.parse(INBOUND_LISTEN_ADDR, parse_socket_addr)?,
             admin_listen: r.parse(ADMIN_LISTEN_ADDR, parse_socket_addr)?,
@@ -191,6 +214,7 @@ impl Config {
             max_connections: r.parse(MAX_CONNECTIONS, parse_positive)?,
             shutdown_grace_period: r.parse(SHUTDOWN_GRACE_PERIOD, parse_duration)?,
             identity_disabled: r.parse(IDENTITY_DISABLED, parse_bool)?,
+            identity: None,
             meshed_peers: r.parse(MESHED_PEERS, parse_meshed_peers)?,
             worker_threads: r.parse(WORKER_THREADS, |s| {
                 let n = parse_positive(s)?;
@@ -202,13 +226,17 @@ impl Config {
             log: r.parse(LOG, |s| Ok(s.to_string()))?,
         };
         if !config.identity_disabled {
-            return Err(ConfigError {
-                var: IDENTITY_DISABLED,
-                value: env.get(IDENTITY_DISABLED).unwrap_or_default(),
-                reason: "this build has no identity client yet, so mTLS cannot be set up; \
-                         set WEFT_PROXY_IDENTITY_DISABLED=true to run without TLS"
-                    .into(),
-            });
+            config.identity = Some(read_identity(&r)?);
+            if let Some(p) = config.meshed_peers.iter().find(|p| p.identity.is_none()) {
+                return Err(ConfigError {
+                    var: MESHED_PEERS,
+                    value: env.get(MESHED_PEERS).unwrap_or_default(),
+                    reason: format!(
+                        "peer of {:?} names no identity (TARGET=PEER@IDENTITY); meshed traffic is always mTLS",
+                        p.target
+                    ),
+                });
+            }
         }
         Ok(config)
     }
@@ -224,6 +252,63 @@ impl Config {
         unknown.sort();
         unknown
     }
+}
+
+fn read_identity(r: &Reader<'_>) -> Result<IdentityConfig, ConfigError> {
+    let required = |var: &'static str| -> Result<String, ConfigError> {
+        match r.env.get(var) {
+            Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+            _ => Err(ConfigError {
+                var,
+                value: String::new(),
+                reason: format!(
+                    "required when identity is enabled (or set {IDENTITY_DISABLED}=true to run without mTLS)"
+                ),
+            }),
+        }
+    };
+    let name = required(IDENTITY_NAME)?;
+    weft_pki::Identity::parse(&name).map_err(|e| ConfigError {
+        var: IDENTITY_NAME,
+        value: name.clone(),
+        reason: e.to_string(),
+    })?;
+    let anchors_path = required(IDENTITY_TRUST_ANCHORS)?;
+    let trust_anchors = std::fs::read(&anchors_path)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| weft_pki::parse_pem_certs(&pem).map_err(|e| e.to_string()))
+        .map_err(|reason| ConfigError {
+            var: IDENTITY_TRUST_ANCHORS,
+            value: anchors_path.clone(),
+            reason,
+        })?;
+    let svc_addr = required(IDENTITY_SVC_ADDR)?;
+    if svc_addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| parse_port(p).ok())
+        .is_none()
+    {
+        return Err(ConfigError {
+            var: IDENTITY_SVC_ADDR,
+            value: svc_addr,
+            reason: "expected host:port".into(),
+        });
+    }
+    let token_path = required(IDENTITY_TOKEN_FILE)?;
+    if let Err(e) = std::fs::metadata(&token_path) {
+        return Err(ConfigError {
+            var: IDENTITY_TOKEN_FILE,
+            value: token_path,
+            reason: e.to_string(),
+        });
+    }
+    Ok(IdentityConfig {
+        name,
+        trust_anchors_path: anchors_path.into(),
+        trust_anchors,
+        svc_addr,
+        token_path: token_path.into(),
+    })
 }
 
 struct Reader<'a> {
@@ -360,6 +445,15 @@ fn parse_meshed_peers(s: &str) -> Result<Vec<MeshedPeer>, String> {
         if !port_ok {
             return Err(format!("target {target:?} is not host:port"));
         }
+        let (peer, identity) = match peer.trim().split_once('@') {
+            Some((peer, id)) => {
+                let id = id.trim().to_ascii_lowercase();
+                weft_pki::Identity::parse(&id)
+                    .map_err(|e| format!("identity of {target:?}: {e}"))?;
+                (peer, Some(id))
+            }
+            None => (peer.trim(), None),
+        };
         let (peer, port) = match peer.trim().split_once('/') {
             Some((peer, port)) => (peer, Some(parse_port(port.trim())?)),
             None => (peer.trim(), None),
@@ -372,7 +466,12 @@ fn parse_meshed_peers(s: &str) -> Result<Vec<MeshedPeer>, String> {
                 .and_then(|(_, p)| parse_port(p).ok())
                 .ok_or_else(|| format!("target {target:?} is not host:port"))?,
         };
-        peers.push(MeshedPeer { target, peer, port });
+        peers.push(MeshedPeer {
+            target,
+            peer,
+            port,
+            identity,
+        });
     }
     Ok(peers)
 }
@@ -441,7 +540,11 @@ mod tests {
     fn identity_required_unless_disabled() {
         let m: HashMap<String, String> = HashMap::new();
         let e = Config::from_env(&m).unwrap_err();
-        assert_eq!(e.var, IDENTITY_DISABLED);
+        assert_eq!(e.var, IDENTITY_NAME);
+        let mut m = HashMap::new();
+        m.insert(IDENTITY_NAME.to_string(), "not an identity".to_string());
+        let e = Config::from_env(&m).unwrap_err();
+        assert_eq!(e.var, IDENTITY_NAME);
     }
 
     #[test]
@@ -476,6 +579,17 @@ mod tests {
         assert_eq!(c.meshed_peers[0].port, 8080);
         assert_eq!(c.meshed_peers[1].port, 8080);
         assert!(Config::from_env(&env(&[(MESHED_PEERS, "web:80=1.2.3.4:1/0")])).is_err());
+        let c = Config::from_env(&env(&[(
+            MESHED_PEERS,
+            "web:80=127.0.0.1:4143/8080@web.emojivoto.serviceaccount.identity.weft.cluster.local",
+        )]))
+        .unwrap();
+        assert_eq!(
+            c.meshed_peers[0].identity.as_deref(),
+            Some("web.emojivoto.serviceaccount.identity.weft.cluster.local")
+        );
+        assert_eq!(c.meshed_peers[0].port, 8080);
+        assert!(Config::from_env(&env(&[(MESHED_PEERS, "web:80=127.0.0.1:1@not-an-id")])).is_err());
         assert!(Config::from_env(&env(&[(MESHED_PEERS, "web=1.2.3.4:1")])).is_err());
         assert!(Config::from_env(&env(&[(MESHED_PEERS, "web:80=nowhere")])).is_err());
     }

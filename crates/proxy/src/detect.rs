@@ -24,6 +24,8 @@ pub enum Protocol {
     H2,
     /// Weft's meshed opaque-TCP transport header (inbound only).
     MeshedTcp,
+    /// A TLS ClientHello (record type 22, version 3.x).
+    Tls,
     Opaque,
 }
 
@@ -56,6 +58,7 @@ impl Protocol {
             Protocol::Http1 => "http/1",
             Protocol::H2 => "h2",
             Protocol::MeshedTcp => "meshed_tcp",
+            Protocol::Tls => "tls",
             Protocol::Opaque => "opaque",
         }
     }
@@ -81,6 +84,13 @@ fn classify(buf: &[u8], accept_transport_header: bool) -> Verdict {
                 Verdict::NeedMore
             };
         }
+    }
+    if buf[0] == 0x16 {
+        return match buf.get(1) {
+            None => Verdict::NeedMore,
+            Some(0x03) => Verdict::Is(Protocol::Tls),
+            Some(_) => Verdict::Is(Protocol::Opaque),
+        };
     }
     let n = buf.len().min(H2_PREFACE.len());
     if buf[..n] == H2_PREFACE[..n] {
@@ -191,7 +201,9 @@ mod tests {
             (b"GE", Verdict::NeedMore),
             (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Verdict::Is(H2)),
             (b"PRI * HTTP/2.0\r\n", Verdict::NeedMore),
-            (b"\x16\x03\x01\x02\x00", Verdict::Is(Opaque)),
+            (b"\x16\x03\x01\x02\x00", Verdict::Is(Tls)),
+            (b"\x16", Verdict::NeedMore),
+            (b"\x16\x01", Verdict::Is(Opaque)),
             (b"*1\r\n$4\r\nPING\r\n", Verdict::Is(Opaque)),
             (b"GET / HTTP/2.0\r\n", Verdict::Is(Opaque)),
             (b"GET / FOO/1.1\r\n", Verdict::Is(Opaque)),

@@ -8,11 +8,13 @@ use std::net::SocketAddr;
 
 use crate::config::MeshedPeer;
 
-/// A meshed endpoint: the peer's inbound proxy and the target port behind it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A meshed endpoint: the peer's inbound proxy, the target port behind it, and the identity
+/// the peer must prove (absent only when identity is disabled).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MeshedEndpoint {
     pub peer: SocketAddr,
     pub port: u16,
+    pub identity: Option<String>,
 }
 
 /// Answers whether a destination (normalized `host:port`) is meshed.
@@ -34,6 +36,7 @@ impl StaticDiscover {
                 let ep = MeshedEndpoint {
                     peer: p.peer,
                     port: p.port,
+                    identity: p.identity.clone(),
                 };
                 (p.target.clone(), ep)
             })
@@ -44,7 +47,7 @@ impl StaticDiscover {
 
 impl Discover for StaticDiscover {
     fn meshed(&self, authority: &str) -> Option<MeshedEndpoint> {
-        self.peers.get(authority).copied()
+        self.peers.get(authority).cloned()
     }
 }
 
@@ -59,6 +62,7 @@ mod tests {
             target: "web-svc:80".into(),
             peer: "127.0.1.2:4143".parse().unwrap(),
             port: 8080,
+            identity: None,
         }]);
         let ep = d.meshed("web-svc:80").unwrap();
         assert_eq!((ep.peer.port(), ep.port), (4143, 8080));

@@ -47,8 +47,13 @@ struct Route {
 enum UpstreamKind {
     /// Plain HTTP to an address, in the request's own protocol.
     Direct(SocketAddr),
-    /// To a meshed peer's inbound proxy, naming the target port there.
-    Meshed { peer: SocketAddr, port: u16 },
+    /// To a meshed peer's inbound proxy, naming the target port there; over mTLS verifying the
+    /// peer's identity (unless identity is disabled).
+    Meshed {
+        peer: SocketAddr,
+        port: u16,
+        identity: Option<String>,
+    },
 }
 
 impl UpstreamKind {
@@ -68,6 +73,8 @@ pub struct HttpSettings {
     pub inbound_app_addr: Option<SocketAddr>,
     /// The proxy's own listening addresses, never valid upstreams.
     pub own_addrs: Vec<SocketAddr>,
+    /// Whether identity (mTLS) is on; labels unmeshed traffic accordingly.
+    pub identity_enabled: bool,
 }
 
 /// The request path's shared state.
@@ -137,6 +144,20 @@ impl HttpProxy {
         };
         labels.authority = route.authority.clone();
         labels.target_addr = route.upstream.addr().to_string();
+        if conn.direction == Direction::Outbound {
+            labels.tls = match &route.upstream {
+                UpstreamKind::Meshed {
+                    identity: Some(id), ..
+                } => crate::telemetry::Tls::Established {
+                    client_id: None,
+                    server_id: Some(id.clone()),
+                },
+                _ if self.settings.identity_enabled => {
+                    crate::telemetry::Tls::NoIdentity("not_meshed")
+                }
+                _ => crate::telemetry::Tls::NoIdentity("disabled"),
+            };
+        }
         self.metrics.request_total.get(&labels).inc();
 
         let forward = self.clone().forward(req, route, conn.direction);
@@ -254,6 +275,7 @@ impl HttpProxy {
                 upstream: UpstreamKind::Meshed {
                     peer: ep.peer,
                     port: ep.port,
+                    identity: ep.identity,
                 },
             });
         }
@@ -336,7 +358,11 @@ impl HttpProxy {
         let body: Body = body.map_err(BoxError::from).boxed();
         let authority = route.authority.clone();
         let rsp = match route.upstream {
-            UpstreamKind::Meshed { peer, port } if !upgrade => {
+            UpstreamKind::Meshed {
+                peer,
+                port,
+                identity,
+            } if !upgrade => {
                 // HTTP/1.x rides HTTP/2 between proxies; the peer restores it.
                 if parts.version != Version::HTTP_2 {
                     let v = if parts.version == Version::HTTP_10 {
@@ -351,14 +377,18 @@ impl HttpProxy {
                 parts.headers.insert(DST_PORT, HeaderValue::from(port));
                 headers::to_h2(&mut parts, &authority)?;
                 self.upstreams
-                    .send_h2(peer, Request::from_parts(parts, body))
+                    .send_h2(peer, identity.as_deref(), Request::from_parts(parts, body))
                     .await?
             }
-            UpstreamKind::Meshed { peer, port } => {
+            UpstreamKind::Meshed {
+                peer,
+                port,
+                identity,
+            } => {
                 parts.headers.insert(DST_PORT, HeaderValue::from(port));
                 headers::to_http1(&mut parts, &authority, peer, true)?;
                 self.upstreams
-                    .send_upgrade(peer, Request::from_parts(parts, body))
+                    .send_upgrade(peer, identity.as_deref(), Request::from_parts(parts, body))
                     .await?
             }
             UpstreamKind::Direct(addr) => {
@@ -366,12 +396,12 @@ impl HttpProxy {
                 if parts.version == Version::HTTP_2 && !restore_http1 {
                     headers::to_h2(&mut parts, &authority)?;
                     self.upstreams
-                        .send_h2(addr, Request::from_parts(parts, body))
+                        .send_h2(addr, None, Request::from_parts(parts, body))
                         .await?
                 } else if upgrade {
                     headers::to_http1(&mut parts, &authority, addr, true)?;
                     self.upstreams
-                        .send_upgrade(addr, Request::from_parts(parts, body))
+                        .send_upgrade(addr, None, Request::from_parts(parts, body))
                         .await?
                 } else {
                     if restore_http1 && orig_proto.as_ref().is_some_and(|v| v == "HTTP/1.0") {

@@ -15,6 +15,7 @@ pub mod detect;
 pub mod discover;
 pub mod drain;
 pub mod http;
+pub mod identity;
 pub mod init;
 pub mod io;
 pub mod metrics;

@@ -71,6 +71,9 @@ impl Gauge {
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
 }
 
 /// Linkerd's latency buckets, in milliseconds.

@@ -69,7 +69,10 @@ pub struct Server {
     pub discover: Arc<dyn Discover>,
     /// Inbound: the app's address for traffic that was not redirected.
     pub inbound_app_addr: Option<SocketAddr>,
+    /// The TLS label of connections before (or without) mTLS.
     pub tls: Tls,
+    /// mTLS, unless identity is disabled.
+    pub mtls: Option<Arc<crate::tls::Tls>>,
     pub drain: drain::Watch,
 }
 
@@ -190,8 +193,10 @@ async fn serve_conn(mut io: BoxedIo, conn: ConnInfo) {
         return;
     }
     let inbound = direction == Direction::Inbound;
+    // Without identity, meshed TCP arrives in plain text; with it, only inside mTLS (by ALPN).
+    let plain_transport_header = inbound && server.mtls.is_none();
     let detected = tokio::select! {
-        d = detect::detect(&mut io, server.detect_timeout, inbound) => d,
+        d = detect::detect(&mut io, server.detect_timeout, plain_transport_header) => d,
         _ = server.drain.signaled() => {
             // Nothing was requested yet: closing loses no work.
             record("unknown", "drained");
@@ -214,6 +219,10 @@ async fn serve_conn(mut io: BoxedIo, conn: ConnInfo) {
         Protocol::Http1 => serve_http1(Box::new(PrefixedIo::new(buf.freeze(), io)), conn).await,
         Protocol::H2 => serve_h2(Box::new(PrefixedIo::new(buf.freeze(), io)), conn).await,
         Protocol::MeshedTcp => serve_meshed_tcp(io, buf, conn).await,
+        Protocol::Tls => match server.mtls.clone() {
+            Some(mtls) if inbound => serve_tls_inbound(io, buf, conn, mtls).await,
+            _ => forward_tcp(io, buf, conn).await,
+        },
         Protocol::Opaque => forward_tcp(io, buf, conn).await,
     }
 }
@@ -276,6 +285,66 @@ async fn serve_h2(io: BoxedIo, conn: ConnInfo) {
     }
 }
 
+/// Inbound TLS: terminate it when the ClientHello names this proxy's identity (meshed traffic),
+/// otherwise pass it through to the app as opaque TCP (the app's own TLS).
+async fn serve_tls_inbound(
+    mut io: BoxedIo,
+    mut buf: BytesMut,
+    mut conn: ConnInfo,
+    mtls: Arc<crate::tls::Tls>,
+) {
+    use crate::tls::{client_hello_sni, ClientHelloSni, ALPN_H2, ALPN_TRANSPORT};
+    let deadline = tokio::time::Instant::now() + conn.server.detect_timeout;
+    let sni = loop {
+        match client_hello_sni(&buf) {
+            ClientHelloSni::Sni(sni) => break sni,
+            ClientHelloSni::NotTls => break None,
+            ClientHelloSni::NeedMore if buf.len() < 64 * 1024 => {
+                match tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => continue,
+                    _ => {
+                        tracing::debug!(
+                            "client closed or stalled before its ClientHello was complete"
+                        );
+                        return;
+                    }
+                }
+            }
+            ClientHelloSni::NeedMore => break None,
+        }
+    };
+    if sni.as_deref() != Some(mtls.local_id()) {
+        tracing::debug!(?sni, "TLS for another name: passing it through to the app");
+        forward_tcp(io, buf, conn).await;
+        return;
+    }
+    let io = PrefixedIo::new(buf.freeze(), io);
+    let accepted = tokio::time::timeout_at(deadline, mtls.accept(io)).await;
+    let (stream, accepted) = match accepted {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "mTLS handshake from a client failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("mTLS handshake from a client timed out");
+            return;
+        }
+    };
+    tracing::debug!(client.id = ?accepted.client_id, "mTLS established");
+    conn.tls = Tls::Established {
+        client_id: accepted.client_id,
+        server_id: None,
+    };
+    let stream: BoxedIo = Box::new(stream);
+    match accepted.alpn.as_deref() {
+        Some(ALPN_H2) => serve_h2(stream, conn).await,
+        Some(ALPN_TRANSPORT) => serve_meshed_tcp(stream, BytesMut::new(), conn).await,
+        // HTTP/1.1 or no ALPN (e.g. openssl s_client): detect what is inside.
+        _ => serve_tunnel(stream, conn).await,
+    }
+}
+
 /// Inbound meshed TCP: read the transport header, then forward to the named local port.
 async fn serve_meshed_tcp(mut io: BoxedIo, mut buf: BytesMut, mut conn: ConnInfo) {
     let header = loop {
@@ -315,7 +384,7 @@ async fn serve_meshed_tcp(mut io: BoxedIo, mut buf: BytesMut, mut conn: ConnInfo
         return;
     };
     conn.target = Some(Target::addr(SocketAddr::new(ip, header.port)));
-    tcp_to(io, buf, conn, None).await;
+    tcp_to(io, buf, conn, None, None).await;
 }
 
 /// Opaque TCP: to the meshed peer (with a transport header) or straight to the target.
@@ -337,14 +406,22 @@ async fn forward_tcp(io: BoxedIo, buf: BytesMut, mut conn: ConnInfo) {
                 authority: None,
             };
             conn.target = Some(Target::addr(ep.peer));
-            tcp_to(io, buf, conn, Some(header)).await;
+            tcp_to(io, buf, conn, Some(header), ep.identity.as_deref()).await;
             return;
         }
     }
-    tcp_to(io, buf, conn, None).await;
+    tcp_to(io, buf, conn, None, None).await;
 }
 
-async fn tcp_to(mut io: BoxedIo, buf: BytesMut, conn: ConnInfo, header: Option<transport::Header>) {
+/// Forwards to the connection's target; with a transport header, to a meshed peer (over mTLS
+/// verifying `peer_identity`, unless identity is disabled).
+async fn tcp_to(
+    mut io: BoxedIo,
+    buf: BytesMut,
+    conn: ConnInfo,
+    header: Option<transport::Header>,
+    peer_identity: Option<&str>,
+) {
     let server = conn.server.clone();
     let Some(target) = conn.target else { return };
     let addr = match target.addr {
@@ -361,10 +438,12 @@ async fn tcp_to(mut io: BoxedIo, buf: BytesMut, conn: ConnInfo, header: Option<t
             }
         },
     };
-    let mut upstream = match server.connector.connect(addr).await {
-        Ok(s) => s,
-        Err(_) => return,
-    };
+    let connected = server
+        .http
+        .upstreams
+        .connect(addr, peer_identity, crate::tls::Alpn::Transport)
+        .await;
+    let Ok(mut upstream) = connected else { return };
     let mut first = BytesMut::new();
     if let Some(h) = header {
         first.extend_from_slice(&h.encode());

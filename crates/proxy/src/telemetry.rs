@@ -24,9 +24,14 @@ impl Direction {
 /// The TLS status of a connection (`tls` and `no_tls_reason` labels).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Tls {
-    /// No mTLS, and why (`disabled`: identity is switched off; `not_meshed`: the peer has no
-    /// identity).
+    /// No mTLS, and why (`disabled`: identity is switched off; `no_tls_from_remote`: the client
+    /// did not use mTLS; `not_meshed`: the destination has no proxy).
     NoIdentity(&'static str),
+    /// mTLS: the client's identity (inbound) or the server's (outbound).
+    Established {
+        client_id: Option<String>,
+        server_id: Option<String>,
+    },
 }
 
 impl Tls {
@@ -35,6 +40,18 @@ impl Tls {
             Tls::NoIdentity(reason) => {
                 out.label("tls", "no_identity");
                 out.label("no_tls_reason", reason);
+            }
+            Tls::Established {
+                client_id,
+                server_id,
+            } => {
+                out.label("tls", "true");
+                if let Some(id) = client_id {
+                    out.label("client_id", id);
+                }
+                if let Some(id) = server_id {
+                    out.label("server_id", id);
+                }
             }
         }
     }
@@ -155,6 +172,7 @@ pub struct Metrics {
     pub tcp_read_bytes_total: Family<TcpLabels, Counter>,
     pub tcp_write_bytes_total: Family<TcpLabels, Counter>,
     pub protocol_detect_total: Family<DetectLabels, Counter>,
+    pub identity: Arc<crate::identity::IdentityMetrics>,
     start_time: SystemTime,
 }
 
@@ -179,6 +197,7 @@ impl Default for Metrics {
                 "protocol_detect_total",
                 "Protocol detection outcomes on accepted connections (reason=timeout means the client sent nothing in time).",
             ),
+            identity: Arc::default(),
             start_time: SystemTime::now(),
         }
     }
@@ -211,6 +230,7 @@ impl Metrics {
         self.tcp_read_bytes_total.encode(&mut out);
         self.tcp_write_bytes_total.encode(&mut out);
         self.protocol_detect_total.encode(&mut out);
+        self.identity.encode(&mut out);
         crate::process::encode(&mut out, self.start_time);
         out
     }

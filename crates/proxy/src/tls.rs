@@ -115,10 +115,13 @@ impl fmt::Debug for Tls {
     }
 }
 
+/// Verifiers of client (inbound) and server (outbound) certificates for one set of anchors.
+type Verifiers = (Arc<dyn ClientCertVerifier>, Arc<dyn ServerCertVerifier>);
+
 fn verifiers(
     anchors: &[CertificateDer<'static>],
     provider: &Arc<CryptoProvider>,
-) -> Result<(Arc<dyn ClientCertVerifier>, Arc<dyn ServerCertVerifier>), TlsError> {
+) -> Result<Verifiers, TlsError> {
     let mut roots = RootCertStore::empty();
     let (added, ignored) = roots.add_parsable_certificates(anchors.iter().cloned());
     if added == 0 {
@@ -520,8 +523,8 @@ mod tests {
     #[tokio::test]
     async fn other_trust_anchor_is_refused_until_bundled() {
         let (a, b) = (ca("a"), ca("b"));
-        let web = Arc::new(tls(&a, "web", &[a.root.cert_der.clone()]));
-        let emoji = Arc::new(tls(&b, "emoji", &[b.root.cert_der.clone()]));
+        let web = Arc::new(tls(&a, "web", std::slice::from_ref(&a.root.cert_der)));
+        let emoji = Arc::new(tls(&b, "emoji", std::slice::from_ref(&b.root.cert_der)));
         assert!(handshake(web.clone(), emoji.clone(), emoji.local_id())
             .await
             .is_err());
@@ -553,7 +556,7 @@ mod tests {
     #[tokio::test]
     async fn client_hello_sni_is_read_without_consuming() {
         let a = ca("a");
-        let web = tls(&a, "web", &[a.root.cert_der.clone()]);
+        let web = tls(&a, "web", std::slice::from_ref(&a.root.cert_der));
         let (mut client_io, mut server_io) = tokio::io::duplex(64 * 1024);
         let name = id("emoji").as_str().to_string();
         let t = tokio::spawn(async move {

@@ -277,7 +277,8 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
         None => {
             let bare = host.trim_start_matches('[').trim_end_matches(']');
             tokio::net::lookup_host((bare, port))
-                .await?
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot resolve target host {host}: {e}"))?
                 .next()
                 .ok_or_else(|| anyhow::anyhow!("target host {host} resolved to no address"))?
         }

@@ -24,14 +24,18 @@ pub enum ProxyError {
     NoDestination,
     #[error("proxy loop")]
     Loop,
+    /// The mTLS handshake with a meshed peer failed (wrong identity, untrusted chain, ...).
+    #[error("peer identity not verified")]
+    TlsHandshake,
 }
 
 impl ProxyError {
     pub fn status(self) -> StatusCode {
         match self {
-            ProxyError::ConnectFailed | ProxyError::Upstream | ProxyError::Loop => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::ConnectFailed
+            | ProxyError::Upstream
+            | ProxyError::Loop
+            | ProxyError::TlsHandshake => StatusCode::BAD_GATEWAY,
             ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::LoadShed | ProxyError::Unresolvable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NoDestination => StatusCode::BAD_REQUEST,
@@ -48,6 +52,7 @@ impl ProxyError {
             ProxyError::Unresolvable => "unresolvable",
             ProxyError::NoDestination => "no_destination",
             ProxyError::Loop => "proxy_loop",
+            ProxyError::TlsHandshake => "tls_handshake_failed",
         }
     }
 

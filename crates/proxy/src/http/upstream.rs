@@ -14,6 +14,8 @@ use tracing::Instrument;
 
 use super::errors::ProxyError;
 use super::Body;
+use crate::io::BoxedIo;
+use crate::tls::{Alpn, Tls};
 
 /// Opens TCP connections to upstreams.
 #[derive(Clone, Debug)]
@@ -55,15 +57,44 @@ impl Connector {
     }
 }
 
+/// An upstream address and the identity its peer proxy must prove (if meshed).
+type H2Key = (SocketAddr, Option<String>);
+
 /// Upstream clients shared by every connection of a proxy.
 pub struct Upstreams {
     pub connector: Connector,
+    /// mTLS to meshed peers; `None` when identity is disabled.
+    pub tls: Option<Arc<Tls>>,
     http1: Client<HttpConnector, Body>,
-    h2: Mutex<HashMap<SocketAddr, http2::SendRequest<Body>>>,
+    /// One multiplexed connection per (address, expected peer identity).
+    h2: Mutex<HashMap<H2Key, http2::SendRequest<Body>>>,
 }
 
 impl Upstreams {
-    pub fn new(connector: Connector, pool_idle_timeout: Duration) -> Self {
+    /// Connects to `addr`; with a peer identity (and identity enabled), over mTLS that verifies
+    /// the peer is `identity`, announcing `alpn`.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        identity: Option<&str>,
+        alpn: Alpn,
+    ) -> Result<BoxedIo, ProxyError> {
+        let stream = self.connector.connect(addr).await?;
+        match (&self.tls, identity) {
+            (Some(tls), Some(id)) => match tls.connect(stream, id, alpn).await {
+                Ok(s) => Ok(Box::new(s)),
+                Err(e) => {
+                    tracing::warn!(%addr, peer.identity = %id, error = %e, "mTLS handshake with meshed peer failed");
+                    Err(ProxyError::TlsHandshake)
+                }
+            },
+            _ => Ok(Box::new(stream)),
+        }
+    }
+}
+
+impl Upstreams {
+    pub fn new(connector: Connector, tls: Option<Arc<Tls>>, pool_idle_timeout: Duration) -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connector.timeout));
@@ -76,6 +107,7 @@ impl Upstreams {
             .build(http);
         Upstreams {
             connector,
+            tls,
             http1,
             h2: Mutex::new(HashMap::new()),
         }
@@ -102,9 +134,10 @@ impl Upstreams {
     pub async fn send_upgrade(
         &self,
         addr: SocketAddr,
+        identity: Option<&str>,
         req: http::Request<Body>,
     ) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
-        let stream = self.connector.connect(addr).await?;
+        let stream = self.connect(addr, identity, Alpn::Http1).await?;
         let (mut send, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
             tracing::info!(%addr, error = %e, "HTTP/1.1 handshake failed");
             ProxyError::Upstream
@@ -127,27 +160,33 @@ impl Upstreams {
     pub async fn send_h2(
         &self,
         addr: SocketAddr,
+        identity: Option<&str>,
         req: http::Request<Body>,
     ) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
-        let mut send = self.h2_conn(addr).await?;
+        let mut send = self.h2_conn(addr, identity).await?;
         send.send_request(req).await.map_err(|e| {
             tracing::info!(%addr, error = %e, "HTTP/2 upstream failed");
             ProxyError::Upstream
         })
     }
 
-    async fn h2_conn(&self, addr: SocketAddr) -> Result<http2::SendRequest<Body>, ProxyError> {
+    async fn h2_conn(
+        &self,
+        addr: SocketAddr,
+        identity: Option<&str>,
+    ) -> Result<http2::SendRequest<Body>, ProxyError> {
+        let key = (addr, identity.map(str::to_string));
         {
             let mut map = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
-            match map.get(&addr) {
+            match map.get(&key) {
                 Some(s) if !s.is_closed() => return Ok(s.clone()),
                 Some(_) => {
-                    map.remove(&addr);
+                    map.remove(&key);
                 }
                 None => {}
             }
         }
-        let stream = self.connector.connect(addr).await?;
+        let stream = self.connect(addr, identity, Alpn::H2).await?;
         let (send, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(10)))
@@ -170,7 +209,7 @@ impl Upstreams {
         self.h2
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(addr, send.clone());
+            .insert(key, send.clone());
         Ok(send)
     }
 }

@@ -1,0 +1,14 @@
+//! Weft's gRPC contracts, generated at build time from `proto/` (see `build.rs`).
+//!
+//! - [`identity`] (`weft.identity.v1`): proxies trade a CSR and a bootstrap token for a workload
+//!   certificate (`weft-controller identity`, port 8080).
+//!
+//! Features: `client` (the generated clients, with `connect()` over tonic's channel) and
+//! `server` (the generated server traits); both by default. The proxy depends on the client half
+//! only.
+
+/// `weft.identity.v1`: the identity service.
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
+pub mod identity {
+    tonic::include_proto!("weft.identity.v1");
+}
