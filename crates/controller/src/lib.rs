@@ -1,0 +1,21 @@
+//! Weft's control plane, as a library: `weft-controller` (see `main.rs`) is a thin wrapper, so
+//! tests link and start the real components in-process.
+//!
+//! One binary, one subcommand per component ([`cli::Command`]):
+//! - [`identity`]: the certificate authority that signs workload certificates from CSRs
+//!   (gRPC `weft.identity.v1.Identity`, port 8080; admin port 9990).
+//!
+//! Coming with their issues: `destination` (discovery and policy, 8086), the injector webhook,
+//! viz, the service mirror and failover, and `all` to run every component of the local mesh in
+//! one process.
+//!
+//! Shared pieces: [`admin`] (the `/metrics`, `/ready`, `/live` server every component has),
+//! [`prom`] (Prometheus text encoding), [`duration`] (Go-style durations on the command line).
+
+pub mod admin;
+pub mod cli;
+pub mod duration;
+pub mod identity;
+pub mod prom;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
