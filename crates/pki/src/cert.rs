@@ -401,6 +401,14 @@ fn pem_blocks(input: &[u8], expected: &'static str) -> Result<Vec<pem::Pem>, Pki
     Ok(blocks)
 }
 
+/// PEM with LF line endings, as step and openssl write it (the `pem` crate defaults to CRLF).
+fn encode_pem(p: &pem::Pem) -> String {
+    pem::encode_config(
+        p,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
 /// All CERTIFICATE blocks of a PEM input, in order, each checked to be a valid X.509
 /// certificate. Other blocks (keys, parameters) are skipped; input that is not PEM, or that
 /// holds no certificate, is an error.
@@ -438,7 +446,7 @@ pub fn parse_certs(input: &[u8]) -> Result<Vec<CertificateDer<'static>>, PkiErro
 pub fn certs_to_pem(certs: &[CertificateDer<'_>]) -> String {
     certs
         .iter()
-        .map(|c| pem::encode(&pem::Pem::new(CERTIFICATE, c.as_ref().to_vec())))
+        .map(|c| encode_pem(&pem::Pem::new(CERTIFICATE, c.as_ref().to_vec())))
         .collect()
 }
 
@@ -509,7 +517,7 @@ impl PrivateKey {
             PrivateKeyDer::Sec1(_) => SEC1_KEY,
             _ => PKCS8_KEY,
         };
-        pem::encode(&pem::Pem::new(label, self.der.secret_der().to_vec()))
+        encode_pem(&pem::Pem::new(label, self.der.secret_der().to_vec()))
     }
 
     /// The DER SubjectPublicKeyInfo of the public half.

@@ -318,3 +318,17 @@ fn private_key_errors() {
     let err = parse_private_key(junk.as_bytes()).unwrap_err();
     assert!(matches!(err, PkiError::BadKey { .. }), "{err:?}");
 }
+
+#[test]
+fn pem_output_uses_lf_line_endings() {
+    let key = PrivateKey::generate_ecdsa_p256().unwrap();
+    assert!(!key.to_pem().contains('\r'));
+    let root = crate::create_root(
+        "root.test",
+        std::time::Duration::from_secs(3600),
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    assert!(!root.cert_pem.contains('\r') && !root.key_pem.contains('\r'));
+    assert!(!certs_to_pem(&[root.cert_der]).contains('\r'));
+}
