@@ -219,10 +219,26 @@ impl Pki {
 
     /// A new issuer signed by the root in `ca_cert`/`ca_key`, written over the issuer files.
     pub fn rotate_issuer(&self, name: &str) {
-        let now = SystemTime::now();
         let ca_cert = std::fs::read(&self.ca_cert).unwrap();
         let ca_key = std::fs::read(&self.ca_key).unwrap();
-        let issuer = weft_pki::create_issuer(name, &ca_cert, &ca_key, 365 * DAY, now).unwrap();
+        self.rotate_issuer_from(name, &ca_cert, &ca_key);
+    }
+
+    /// A new root (trust anchor), not yet trusted by anyone: (cert PEM, key PEM).
+    pub fn new_root(name: &str) -> (String, String) {
+        let root = weft_pki::create_root(name, 3650 * DAY, SystemTime::now()).unwrap();
+        (root.cert_pem, root.key_pem)
+    }
+
+    /// Writes the trust-anchor bundle that the control plane and proxies watch.
+    pub fn set_anchors(&self, pems: &[&str]) {
+        write_atomic(&self.anchors, pems.concat().as_bytes());
+    }
+
+    /// A new issuer signed by the given root, written over the issuer files.
+    pub fn rotate_issuer_from(&self, name: &str, ca_cert: &[u8], ca_key: &[u8]) {
+        let now = SystemTime::now();
+        let issuer = weft_pki::create_issuer(name, ca_cert, ca_key, 365 * DAY, now).unwrap();
         // Key first, then certificate: the service refuses a mismatched pair and keeps the old one
         // until both have been replaced.
         write_atomic(&self.issuer_key, issuer.key_pem.as_bytes());

@@ -333,28 +333,7 @@ fn openssl_s_client_against_the_inbound_port() {
 fn issuer_rotation_under_load_fails_no_request() {
     // Short leaves so that both proxies renew (at ~70%) within the test.
     let m = mesh("rotate", "4s", "emoji");
-    let load = Command::new(bin("weft-testapp"))
-        .args([
-            "load",
-            "--target",
-            &format!("http://{}/", m.target),
-            "--proxy",
-            &m.web.outbound.to_string(),
-        ])
-        .args([
-            "--rps",
-            "100",
-            "--concurrency",
-            "4",
-            "--duration",
-            "12s",
-            "-o",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let load = start_load(&m, 12);
     std::thread::sleep(Duration::from_secs(2));
     let refreshes = |p: &Proxy| p.metric_sum("identity_cert_refresh_total", &[]);
     let before = (refreshes(&m.web), refreshes(&m.emoji));
@@ -366,23 +345,7 @@ fn issuer_rotation_under_load_fails_no_request() {
         "both proxies to renew after the rotation",
         || refreshes(&m.web) >= before.0 + 2.0 && refreshes(&m.emoji) >= before.1 + 2.0,
     );
-    let out = load.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(report.contains("\"errors\":0,"), "{report}");
-    let statuses = report
-        .split_once("\"by_status\":{")
-        .and_then(|(_, rest)| rest.split_once('}'))
-        .map(|(s, _)| s.to_string())
-        .unwrap_or_default();
-    assert!(
-        statuses.starts_with("\"200\":") && !statuses.contains(','),
-        "non-200 answers: {report}"
-    );
+    assert_load_clean(load);
     let requests = metric_sum(&m.web.metrics(), "response_total", &["status_code=\"200\""]);
     let failures = metric_sum(
         &m.web.metrics(),
@@ -413,4 +376,123 @@ fn issuer_rotation_under_load_fails_no_request() {
         "{shown}"
     );
     let _ = m.app;
+}
+
+/// Starts a load of `secs` seconds through web's proxy.
+fn start_load(m: &Mesh, secs: u32) -> std::process::Child {
+    Command::new(bin("weft-testapp"))
+        .args([
+            "load",
+            "--target",
+            &format!("http://{}/", m.target),
+            "--proxy",
+            &m.web.outbound.to_string(),
+        ])
+        .args([
+            "--rps",
+            "100",
+            "--concurrency",
+            "4",
+            "--duration",
+            &format!("{secs}s"),
+            "-o",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn assert_load_clean(load: std::process::Child) {
+    let out = load.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("\"errors\":0,"), "{report}");
+    let statuses = report
+        .split_once("\"by_status\":{")
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(s, _)| s.to_string())
+        .unwrap_or_default();
+    assert!(
+        statuses.starts_with("\"200\":") && !statuses.contains(','),
+        "non-200 answers: {report}"
+    );
+}
+
+#[test]
+fn trust_anchor_rotation_in_four_steps_under_load_fails_no_request() {
+    let m = mesh("anchors", "3s", "emoji");
+    let load = start_load(&m, 30);
+    let old_root = std::fs::read_to_string(&m.pki.ca_cert).unwrap();
+    let (new_root, new_root_key) = Pki::new_root("root-2.linkerd.cluster.local");
+    let reloads = |p: &Proxy| p.metric_sum("identity_trust_anchors_reload_total", &[]);
+    let refreshes = |p: &Proxy| p.metric_sum("identity_cert_refresh_total", &[]);
+
+    // 1. Bundle old + new anchors; every proxy picks it up without a restart.
+    m.pki.set_anchors(&[&old_root, &new_root]);
+    wait_for(
+        Duration::from_secs(15),
+        "proxies to load the bundle",
+        || reloads(&m.web) >= 1.0 && reloads(&m.emoji) >= 1.0,
+    );
+    // 2. A new issuer from the new root.
+    m.pki.rotate_issuer_from(
+        "identity-2.linkerd.cluster.local",
+        new_root.as_bytes(),
+        new_root_key.as_bytes(),
+    );
+    // 3. Proxies roll onto leaves from the new issuer at their next renewals.
+    let before = (refreshes(&m.web), refreshes(&m.emoji));
+    wait_for(
+        Duration::from_secs(20),
+        "proxies to renew under the new issuer",
+        || refreshes(&m.web) >= before.0 + 2.0 && refreshes(&m.emoji) >= before.1 + 2.0,
+    );
+    // 4. Drop the old anchor.
+    m.pki.set_anchors(&[&new_root]);
+    wait_for(
+        Duration::from_secs(15),
+        "proxies to load the new anchor alone",
+        || reloads(&m.web) >= 2.0 && reloads(&m.emoji) >= 2.0,
+    );
+    // Traffic keeps flowing on fresh handshakes after the old anchor is gone.
+    let before = (refreshes(&m.web), refreshes(&m.emoji));
+    wait_for(
+        Duration::from_secs(20),
+        "renewals under the new anchor alone",
+        || refreshes(&m.web) >= before.0 + 1.0 && refreshes(&m.emoji) >= before.1 + 1.0,
+    );
+    assert_load_clean(load);
+    assert_eq!(
+        m.web
+            .metric_sum("response_total", &["classification=\"failure\""]),
+        0.0,
+        "{}",
+        m.web.metrics()
+    );
+    assert_eq!(
+        m.web
+            .metric_sum("identity_trust_anchors_reload_failure_total", &[]),
+        0.0
+    );
+    // No workload was restarted: both proxies are the processes started at the beginning.
+    let (_, shown) = openssl(
+        &[
+            "s_client",
+            "-connect",
+            &m.emoji.inbound.to_string(),
+            "-servername",
+            &Pki::identity("emoji"),
+        ],
+        b"",
+    );
+    assert!(
+        shown.contains("identity-2.linkerd.cluster.local"),
+        "{shown}"
+    );
 }
