@@ -1,6 +1,7 @@
 //! `weft-controller`: Weft's control plane. One subcommand per component; the logic lives in the
 //! `weft_controller` library.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -19,7 +20,11 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::registry()
         .with(targets)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::future::Future;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,9 +13,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_api::identity::identity_client::IdentityClient;
-use weft_api::identity::CertifyRequest;
+use weft_api::identity::{CertifyRequest, CertifyResponse};
 use weft_pki::{
-    create_issuer, create_root, generate_key_and_csr, CertAndKey, Identity, PrivateKey,
+    create_issuer, create_root, generate_key_and_csr, verify_chain, CertAndKey, CertInfo,
+    CertificateDer, ChainInfo, Identity, PrivateKey, TrustAnchors,
 };
 
 use crate::cli::{IdentityArgs, MeshArgs};
@@ -386,9 +386,68 @@ pub fn capture_logs() -> Logs {
     .clone()
 }
 
-/// Writes `contents` to a file and flushes it.
-pub fn write_file(path: &Path, contents: &[u8]) {
-    let mut f = std::fs::File::create(path).unwrap();
-    f.write_all(contents).unwrap();
-    f.flush().unwrap();
+/// DER bytes as a certificate.
+pub fn der(v: &[u8]) -> CertificateDer<'static> {
+    CertificateDer::from(v.to_vec())
+}
+
+/// The response's intermediates.
+pub fn intermediates(rsp: &CertifyResponse) -> Vec<CertificateDer<'static>> {
+    rsp.intermediate_certificates
+        .iter()
+        .map(|c| der(c))
+        .collect()
+}
+
+/// Verifies the response's chain, now, against the anchors file as it is now, expecting `id`.
+pub fn verify_against(pki: &TestPki, rsp: &CertifyResponse, id: &str) -> ChainInfo {
+    let anchors = TrustAnchors::from_pem(&pki.dir.read("ca.crt")).unwrap();
+    verify_chain(
+        &der(&rsp.leaf_certificate),
+        &intermediates(rsp),
+        anchors.certs(),
+        SystemTime::now(),
+        Some(id),
+    )
+    .unwrap()
+}
+
+/// The authority key identifier of the leaf: which issuer signed it.
+pub fn signer_of(rsp: &CertifyResponse) -> String {
+    CertInfo::from_der(&rsp.leaf_certificate)
+        .unwrap()
+        .authority_key_id
+        .expect("leaves carry an authority key identifier")
+}
+
+/// The subject key identifier of a CA.
+pub fn key_id(cert: &CertAndKey) -> String {
+    CertInfo::from_der(&cert.cert_der)
+        .unwrap()
+        .subject_key_id
+        .unwrap()
+}
+
+/// The value of one sample line (`name` with its labels, exactly as printed).
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().unwrap())
+    })
+}
+
+/// The admin port's `/metrics`.
+pub async fn scrape_metrics(running: &Running) -> String {
+    let (status, body) = http_get(running.admin_addr(), "/metrics").await;
+    assert_eq!(status, 200);
+    body
+}
+
+/// One Certify call on a new connection.
+pub async fn certify_once(
+    running: &Running,
+    req: CertifyRequest,
+) -> Result<CertifyResponse, tonic::Status> {
+    let mut c = client(running.grpc_addr()).await;
+    c.certify(req).await.map(tonic::Response::into_inner)
 }

@@ -496,3 +496,47 @@ fn trust_anchor_rotation_in_four_steps_under_load_fails_no_request() {
         "{shown}"
     );
 }
+
+#[test]
+fn identity_service_outage_keeps_traffic_flowing_and_renewal_resumes() {
+    let mut m = mesh("outage", "6s", "emoji");
+    let load = start_load(&m, 14);
+    std::thread::sleep(Duration::from_secs(1));
+    // Take the identity service away: renewals fail, proxies keep their current certificates.
+    let _ = m.identityd.proc.child.kill();
+    let _ = m.identityd.proc.child.wait();
+    let failures = |p: &Proxy| p.metric_sum("identity_cert_refresh_failure_total", &[]);
+    wait_for(Duration::from_secs(15), "a failed renewal", || {
+        failures(&m.web) >= 1.0 && failures(&m.emoji) >= 1.0
+    });
+    // Still ready, still serving.
+    assert_eq!(http(m.web.admin, "GET", "/ready").unwrap().0, 200);
+    let text = curl_through(&m, "/");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // The service comes back on the same address; renewals resume before the leaves expire.
+    let listen = m.identityd.listen;
+    let mut cmd = Command::new(bin("weft-controller"));
+    cmd.args([
+        "identity",
+        "--listen",
+        &listen.to_string(),
+        "--admin-listen",
+        &free_addr().to_string(),
+    ])
+    .arg("--trust-anchors")
+    .arg(&m.pki.anchors)
+    .arg("--issuer-cert")
+    .arg(&m.pki.issuer_cert)
+    .arg("--issuer-key")
+    .arg(&m.pki.issuer_key)
+    .arg("--token-key-file")
+    .arg(&m.pki.token_key)
+    .args(["--leaf-lifetime", "6s"]);
+    let _back = Proc::spawn("identity-restarted", cmd, &m.pki.dir);
+    let refreshes = |p: &Proxy| p.metric_sum("identity_cert_refresh_total", &[]);
+    let before = (refreshes(&m.web), refreshes(&m.emoji));
+    wait_for(Duration::from_secs(15), "renewals after the outage", || {
+        refreshes(&m.web) > before.0 && refreshes(&m.emoji) > before.1
+    });
+    assert_load_clean(load);
+}
