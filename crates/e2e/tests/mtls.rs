@@ -97,6 +97,23 @@ fn meshed_traffic_is_mutual_tls_with_both_identities_recorded() {
         assert!(p.metric_sum("identity_cert_expiration_timestamp_seconds", &[]) > 1.0e9);
         assert!(p.metric_sum("identity_cert_refresh_total", &[]) >= 1.0);
     }
+    // An unmeshed client (a health probe) still reaches the app through the inbound port, in
+    // plain text, and is labelled as such.
+    let (status, _) = http(m.emoji.inbound, "GET", "/").unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        m.emoji.metric_sum(
+            "request_total",
+            &[
+                "direction=\"inbound\"",
+                "tls=\"no_identity\"",
+                "no_tls_reason=\"no_tls_from_remote\""
+            ]
+        ),
+        1.0,
+        "{}",
+        m.emoji.metrics()
+    );
     // The identity service issued exactly those two.
     let issued = http(m.identityd.admin, "GET", "/metrics").unwrap().1;
     assert!(
