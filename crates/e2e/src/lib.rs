@@ -52,13 +52,19 @@ pub fn bin(name: &str) -> PathBuf {
 /// check and the proxy's bind.
 fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    for _ in 0..1000 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    // Ports are handed out in sequence from a random start, so one process never gets the same
+    // port twice (random picks collided: two listeners of one proxy were given one port).
+    static START: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = *START.get_or_init(|| {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
         h.write_u32(std::process::id());
-        let port = 20_000 + (h.finish() % 12_000) as u16;
+        (h.finish() % 12_000) as u32
+    });
+    for _ in 0..1000 {
+        let port = 20_000 + ((start + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
