@@ -4,7 +4,7 @@
 
 use std::error::Error;
 
-const PROTOS: &[&str] = &["proto/identity.proto"];
+const PROTOS: &[&str] = &["proto/identity.proto", "proto/destination.proto"];
 
 fn main() -> Result<(), Box<dyn Error>> {
     for proto in PROTOS {
