@@ -86,11 +86,14 @@ def parse_oha(text):
     lat = j.get("latencyPercentiles", {})
     codes = j.get("statusCodeDistribution", {})
     ok = sum(v for k, v in codes.items() if str(k).startswith("2"))
-    errors = sum(j.get("errorDistribution", {}).values())
+    errs = j.get("errorDistribution", {})
+    # Requests still in flight when -z ends are reported as "aborted due to deadline".
+    aborted = sum(v for k, v in errs.items() if "deadline" in k)
     return {
         "ok": ok,
         "non2xx": sum(codes.values()) - ok,
-        "errors": errors,
+        "errors": sum(errs.values()) - aborted,
+        "aborted_at_end": aborted,
         "rps": s.get("requestsPerSec"),
         "total_s": s.get("total"),
         "p50_ms": lat.get("p50") * 1000 if lat.get("p50") is not None else None,
@@ -144,10 +147,15 @@ class Sampler(threading.Thread):
         self.pids = pids
         self.interval = interval
         self.samples = {p: [] for p in pids}
+        self.compilers = set()
         self.stop = threading.Event()
 
     def run(self):
+        n = 0
         while not self.stop.wait(self.interval):
+            n += 1
+            if n % 4 == 0:
+                self.compilers.update(compilers_running())
             for p in self.pids:
                 try:
                     self.samples[p].append(proc_rss_kib(p))
@@ -155,11 +163,49 @@ class Sampler(threading.Thread):
                     pass
 
 
+# `cargo` itself is left out: it mostly waits (on its children, or on the build directory lock).
+BUSY_COMMS = {"rustc", "cc", "cc1", "cc1plus", "ld", "ld.lld", "rust-lld", "clippy-driver", "build-script-build", "rustdoc"}
+
+
+def compilers_running():
+    """Names of compiler-like processes running now (other people's builds skew a run)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                comm = open(f"/proc/{pid}/comm").read().strip()
+                # The state follows the parenthesised command name; a stopped (T) compiler does
+                # not compete for the CPU.
+                state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if comm in BUSY_COMMS and state not in ("T", "t", "Z"):
+                found.append(comm)
+    return sorted(found)
+
+
+def wait_quiet(max_wait):
+    """Waits (up to max_wait s) until no compiler has run for 5 s; returns the seconds waited."""
+    t0 = time.monotonic()
+    quiet_since = None
+    while time.monotonic() - t0 < max_wait:
+        if compilers_running():
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= 5:
+            break
+        time.sleep(1)
+    return round(time.monotonic() - t0, 1)
+
+
 def cmd_run(args):
     pids = [int(p) for p in args.pids.split(",") if p] if args.pids else []
     names = args.names.split(",") if args.names else [str(p) for p in pids]
     attempts = []
     for attempt in range(args.retries + 1):
+        waited = wait_quiet(args.wait_quiet)
+        busy_before = compilers_running()
         sampler = Sampler(pids, 0.25)
         cpu0 = {p: proc_cpu_seconds(p) for p in pids}
         st0 = stat_snapshot()
@@ -191,6 +237,8 @@ def cmd_run(args):
             "busy_cpu0_pct": round(busy_pct(st0, st1, "cpu0"), 1) if "cpu0" in st0 else None,
             "busy_cpu1_pct": round(busy_pct(st0, st1, "cpu1"), 1) if "cpu1" in st0 else None,
             "loadavg": open("/proc/loadavg").read().split()[:3],
+            "compilers": sorted(set(busy_before) | set(compilers_running()) | sampler.compilers),
+            "waited_for_quiet_s": waited,
             "raw": os.path.basename(raw_path),
         }
         try:
@@ -208,9 +256,14 @@ def cmd_run(args):
                 "rss_kib_max": max(s) if s else None,
             }
         limit = args.max_steal
-        rec["discarded"] = rec["steal_pct"] > limit and attempt < args.retries
-        if rec["discarded"]:
-            rec["discard_reason"] = f"steal {rec['steal_pct']:.2f}% > {limit}%"
+        reasons = []
+        if rec["steal_pct"] > limit:
+            reasons.append(f"steal {rec['steal_pct']:.2f}% > {limit}%")
+        if rec["compilers"]:
+            reasons.append("compilers running: " + ",".join(rec["compilers"]))
+        rec["discarded"] = bool(reasons) and attempt < args.retries
+        if reasons:
+            rec["discard_reason" if rec["discarded"] else "kept_despite"] = "; ".join(reasons)
         attempts.append(rec)
         with open(args.runs, "a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -219,6 +272,7 @@ def cmd_run(args):
             f"ok={rec.get('ok')} bad={rec.get('non2xx')}/{rec.get('errors')} "
             f"p50={fmt(rec.get('p50_ms'))} p99={fmt(rec.get('p99_ms'))} steal={rec['steal_pct']:.2f}% "
             + " ".join(f"{n}:{v['cpu_us_per_req']}us" for n, v in rec["procs"].items())
+            + (f" COMPILERS={','.join(rec['compilers'])}" if rec["compilers"] else "")
             + (" DISCARDED" if rec["discarded"] else "")
         )
         print(short, flush=True)
@@ -419,8 +473,19 @@ def cmd_summarize(args):
         "discarded_runs": sum(1 for r in runs if r.get("discarded")),
         "runs": len(runs),
     }
+    summary["kept_despite"] = [
+        {k: r.get(k) for k in ("round", "setup", "proto", "kind", "kept_despite")} for r in by.values() if r.get("kept_despite")
+    ]
     summary["loadavg"] = med_range([float(r["loadavg"][0]) for r in runs], 2)
     summary["memory"] = memory
+    summary["rss_idle"] = {}
+    for tag in ("fresh", "after-smoke", "after-load"):
+        path = os.path.join(d, f"rss-{tag}.txt")
+        if os.path.exists(path):
+            for line in open(path):
+                if line.strip():
+                    setup, vals = line.split()
+                    summary["rss_idle"].setdefault(setup, {})[tag] = [int(v) for v in vals.split(",")]
 
     with open(os.path.join(d, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -437,7 +502,7 @@ def render_md(s, setups, protos, kinds):
         if k in m:
             out.append(f"- {k}: {m[k]}")
     st = s["steal"]
-    out.append(f"- steal over kept runs: {mr_str(st['kept'], 2, '%')}; discarded for steal: {st['discarded_runs']} of {st['runs']} runs")
+    out.append(f"- steal over kept runs: {mr_str(st['kept'], 2, '%')}; discarded and repeated (steal or compilers): {st['discarded_runs']} of {st['runs']} runs")
     out.append(f"- 1-min load average during runs: {mr_str(s['loadavg'], 2)}")
     out.append("\nMedian over rounds (min–max). Added latency = setup minus direct in the same round.\n")
     for proto in protos:
@@ -464,9 +529,17 @@ def render_md(s, setups, protos, kinds):
                 continue
             cpu = "; ".join(f"{n} {mr_str(v, 1)}" for n, v in M["cpu_us_per_req"].items()) or "–"
             out.append(f"| {setup} | {mr_str(M['rps'], 0)} | {mr_str(M['ratio'])} | {cpu} |")
+    if s.get("rss_idle"):
+        out.append("\n## Idle RSS (KiB; two values = out, in)\n")
+        out.append("| setup | fresh, no request | after one request per protocol | after all load runs |")
+        out.append("|---|---|---|---|")
+        for setup, v in s["rss_idle"].items():
+            cells = [", ".join(str(x) for x in v.get(t, [])) or "–" for t in ("fresh", "after-smoke", "after-load")]
+            out.append(f"| {setup} | " + " | ".join(cells) + " |")
     if s["memory"]:
         out.append("\n## Memory (VmRSS, KiB)\n")
-        out.append("| setup | proxy | idle at start | before conns | with N conns | N | KiB per conn | after close |")
+        out.append("\nOn freshly restarted proxies. idle = before any request; before = after one request per protocol.\n")
+        out.append("| setup | proxy | idle | before conns | with N conns | N | KiB per conn | after close |")
         out.append("|---|---|---|---|---|---|---|---|")
         for mrec in s["memory"]:
             for n, v in mrec["procs"].items():
@@ -474,6 +547,11 @@ def render_md(s, setups, protos, kinds):
                     f"| {mrec['setup']} ({mrec['mode']}) | {n} | {v.get('idle_start_kib')} | {v['before_kib']} | {v['with_kib']} | "
                     f"{mrec['n']} | {v['per_conn_kib']:.2f} | {v.get('after_kib')} |"
                 )
+    despite = [r for r in s.get("kept_despite", [])]
+    if despite:
+        out.append("\n## Runs kept although disturbed (retries exhausted)\n")
+        for r in despite:
+            out.append(f"- round {r['round']} {r['setup']} {r['proto']} {r['kind']}: {r['kept_despite']}")
     if s["failures"]:
         out.append("\n## Runs with errors\n")
         for fl in s["failures"]:
@@ -526,6 +604,7 @@ def main():
     p.add_argument("--names", default="")
     p.add_argument("--max-steal", type=float, default=2.0)
     p.add_argument("--retries", type=int, default=1)
+    p.add_argument("--wait-quiet", type=float, default=0, help="wait up to this many s for compilers to stop")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("summarize")
