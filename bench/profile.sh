@@ -98,10 +98,10 @@ for t in "${targets[@]}"; do
     2>/dev/null | grep -v '^$' >"$OUT/$name-self.txt"
   # Inclusive: time under each function (callees included), the top 60.
   perf report -i "$TMP/$name.data" --stdio --children --sort symbol --percent-limit 2 -g none \
-    2>/dev/null | grep -v '^$' | head -80 >"$OUT/$name-children.txt"
+    2>/dev/null | grep -v '^$' | sed -n 1,80p >"$OUT/$name-children.txt"
   # Kernel vs user split.
   perf report -i "$TMP/$name.data" --stdio --no-children --sort dso -g none 2>/dev/null \
-    | grep -v '^$' | grep -v '^#' | head -15 >"$OUT/$name-dso.txt"
+    | grep -v '^$' | grep -v '^#' | sed -n 1,15p >"$OUT/$name-dso.txt"
   [[ ${KEEP_DATA:-0} == 1 ]] && cp "$TMP/$name.data" "$OUT/"
 done
 echo "profile written to $OUT"
