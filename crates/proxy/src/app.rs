@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::admin::{self, Admin, LogLevel};
 use crate::config::Config;
-use crate::discover::{Discover, StaticDiscover};
+use crate::discover::{Discover, Discovery, StaticDiscover};
 use crate::drain;
 use crate::http::upstream::{Connector, Upstreams};
 use crate::http::{HttpProxy, HttpSettings};
@@ -116,7 +116,41 @@ pub async fn run(
         bind_ip: config.outbound_bind_ip,
         timeout: config.connect_timeout,
     };
-    let discover: Arc<dyn Discover> = Arc::new(StaticDiscover::new(&config.meshed_peers));
+    let destination = match &config.destination_svc_addr {
+        None => None,
+        Some(addr) => {
+            let caller = config
+                .identity
+                .as_ref()
+                .map(|i| i.name.clone())
+                .unwrap_or_default();
+            match crate::outbound::discovery::Destination::new(
+                addr,
+                caller,
+                metrics.outbound.destination_reconnect_total.clone(),
+            ) {
+                Ok(d) => {
+                    tracing::info!(destination = %addr, idle_timeout = ?config.destination_idle_timeout, "outbound discovery and policy from the destination service");
+                    Some(crate::outbound::Outbound::spawn(
+                        d,
+                        crate::outbound::OutboundConfig {
+                            idle_timeout: config.destination_idle_timeout,
+                            initial_wait: crate::outbound::policy::DEFAULT_FAIL_FAST,
+                        },
+                        metrics.outbound.clone(),
+                    ))
+                }
+                Err(e) => {
+                    tracing::error!(destination = %addr, error = %e, "cannot use the destination service; exiting");
+                    return;
+                }
+            }
+        }
+    };
+    let discover: Arc<dyn Discover> = Arc::new(Discovery {
+        statics: StaticDiscover::new(&config.meshed_peers),
+        destination,
+    });
     let own_addrs = vec![
         bound
             .outbound

@@ -62,6 +62,8 @@ pub const IDENTITY_TRUST_ANCHORS: &str = "WEFT_PROXY_IDENTITY_TRUST_ANCHORS";
 pub const IDENTITY_SVC_ADDR: &str = "WEFT_PROXY_IDENTITY_SVC_ADDR";
 pub const IDENTITY_TOKEN_FILE: &str = "WEFT_PROXY_IDENTITY_TOKEN_FILE";
 pub const LOG: &str = "WEFT_PROXY_LOG";
+pub const DESTINATION_SVC_ADDR: &str = "WEFT_PROXY_DESTINATION_SVC_ADDR";
+pub const DESTINATION_IDLE_TIMEOUT: &str = "WEFT_PROXY_DESTINATION_IDLE_TIMEOUT";
 
 /// One documented variable: name, default (as text) and help.
 pub struct VarDoc {
@@ -91,6 +93,8 @@ pub const VARS: &[VarDoc] = &[
     VarDoc { name: IDENTITY_SVC_ADDR, default: "(none)", help: "The identity service's address (host:port), asked for a certificate at start and before each expiry." },
     VarDoc { name: IDENTITY_TOKEN_FILE, default: "(none)", help: "Path of the bootstrap token that proves this workload's identity to the identity service." },
     VarDoc { name: MESHED_PEERS, default: "(none)", help: "Static discovery until the destination service is used: comma list of TARGET=PEER[/PORT][@IDENTITY]: traffic for TARGET (host:port) goes meshed to the inbound proxy at PEER (ip:port), which forwards it to PORT (default: the target's port) on its app's IP; with identity, the peer must prove IDENTITY (required unless identity is disabled)." },
+    VarDoc { name: DESTINATION_SVC_ADDR, default: "(none)", help: "The destination service's address (host:port). When set, outbound HTTP requests resolve their authority there (endpoints and policy: routes, retries, timeouts, splits); unknown services are forwarded as they are." },
+    VarDoc { name: DESTINATION_IDLE_TIMEOUT, default: "60s", help: "How long the destination watches of an authority are kept without requests before they are closed." },
     VarDoc { name: WORKER_THREADS, default: "1", help: "Runtime worker threads (1 = a single-threaded runtime, the usual sidecar set-up)." },
     VarDoc { name: LOG, default: "info", help: "Log filter: a level or target=level list (e.g. warn,weft_proxy=debug). Changeable at runtime via /proxy-log-level." },
 ];
@@ -186,6 +190,10 @@ pub struct Config {
     /// Present unless identity is disabled.
     pub identity: Option<IdentityConfig>,
     pub meshed_peers: Vec<MeshedPeer>,
+    /// The destination service (`host:port`); `None`: static discovery only.
+    pub destination_svc_addr: Option<String>,
+    /// Idle time after which an authority's destination watches are closed.
+    pub destination_idle_timeout: Duration,
     pub worker_threads: usize,
     pub log: String,
 }
@@ -216,6 +224,8 @@ impl Config {
             identity_disabled: r.parse(IDENTITY_DISABLED, parse_bool)?,
             identity: None,
             meshed_peers: r.parse(MESHED_PEERS, parse_meshed_peers)?,
+            destination_svc_addr: r.parse_opt(DESTINATION_SVC_ADDR, parse_host_port)?,
+            destination_idle_timeout: r.parse(DESTINATION_IDLE_TIMEOUT, parse_nonzero_duration)?,
             worker_threads: r.parse(WORKER_THREADS, |s| {
                 let n = parse_positive(s)?;
                 if n > 64 {
@@ -364,6 +374,17 @@ impl Reader<'_> {
 fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
         .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:4140 or [::1]:4140".to_string())
+}
+
+/// `host:port` with a non-empty host (no scheme, no path).
+fn parse_host_port(s: &str) -> Result<String, String> {
+    let err =
+        || "expected host:port, e.g. 127.0.0.1:8086 or weft-destination.weft:8086".to_string();
+    let (host, port) = s.rsplit_once(':').ok_or_else(err)?;
+    if host.is_empty() || host.contains(['/', ' ', '@']) || parse_port(port).is_err() {
+        return Err(err());
+    }
+    Ok(s.to_string())
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -592,6 +613,26 @@ mod tests {
         assert!(Config::from_env(&env(&[(MESHED_PEERS, "web:80=127.0.0.1:1@not-an-id")])).is_err());
         assert!(Config::from_env(&env(&[(MESHED_PEERS, "web=1.2.3.4:1")])).is_err());
         assert!(Config::from_env(&env(&[(MESHED_PEERS, "web:80=nowhere")])).is_err());
+    }
+
+    #[test]
+    fn destination_service() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(c.destination_svc_addr, None);
+        assert_eq!(c.destination_idle_timeout, Duration::from_secs(60));
+        let c = Config::from_env(&env(&[
+            (DESTINATION_SVC_ADDR, "127.0.0.1:8086"),
+            (DESTINATION_IDLE_TIMEOUT, "5s"),
+        ]))
+        .unwrap();
+        assert_eq!(c.destination_svc_addr.as_deref(), Some("127.0.0.1:8086"));
+        assert_eq!(c.destination_idle_timeout, Duration::from_secs(5));
+        for bad in ["8086", "http://x:8086", ":8086", "x:0", "x:port"] {
+            let e = Config::from_env(&env(&[(DESTINATION_SVC_ADDR, bad)])).unwrap_err();
+            assert_eq!(e.var, DESTINATION_SVC_ADDR, "{bad}");
+        }
+        let e = Config::from_env(&env(&[(DESTINATION_IDLE_TIMEOUT, "0s")])).unwrap_err();
+        assert_eq!(e.var, DESTINATION_IDLE_TIMEOUT);
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! Which destinations are meshed, and where their inbound proxy is.
 //!
-//! Today the answer comes from static configuration (`WEFT_PROXY_MESHED_PEERS`); the destination
-//! service's client implements the same trait when discovery lands.
+//! Two sources behind one seam: static configuration (`WEFT_PROXY_MESHED_PEERS`, answered by
+//! [`Discover::meshed`], which wins) and the destination service (`WEFT_PROXY_DESTINATION_SVC_ADDR`,
+//! whose outbound client [`Discover::outbound`] returns, with per-authority watches, policies and
+//! balancers).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::config::MeshedPeer;
+use crate::outbound::Outbound;
 
 /// A meshed endpoint: the peer's inbound proxy, the target port behind it, and the identity
 /// the peer must prove (absent only when identity is disabled).
@@ -19,7 +23,30 @@ pub struct MeshedEndpoint {
 
 /// Answers whether a destination (normalized `host:port`) is meshed.
 pub trait Discover: Send + Sync + 'static {
+    /// A statically known meshed endpoint (HTTP and opaque TCP).
     fn meshed(&self, authority: &str) -> Option<MeshedEndpoint>;
+
+    /// The destination service's client, when discovery is dynamic: outbound HTTP requests to
+    /// authorities it knows go through their service policy.
+    fn outbound(&self) -> Option<&Arc<Outbound>> {
+        None
+    }
+}
+
+/// Static peers plus, optionally, the destination service.
+pub struct Discovery {
+    pub statics: StaticDiscover,
+    pub destination: Option<Arc<Outbound>>,
+}
+
+impl Discover for Discovery {
+    fn meshed(&self, authority: &str) -> Option<MeshedEndpoint> {
+        self.statics.meshed(authority)
+    }
+
+    fn outbound(&self) -> Option<&Arc<Outbound>> {
+        self.destination.as_ref()
+    }
 }
 
 /// Discovery from configuration.

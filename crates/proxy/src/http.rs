@@ -43,8 +43,8 @@ struct Route {
     upstream: UpstreamKind,
 }
 
-#[derive(Debug)]
-enum UpstreamKind {
+#[derive(Clone, Debug)]
+pub enum UpstreamKind {
     /// Plain HTTP to an address, in the request's own protocol.
     Direct(SocketAddr),
     /// To a meshed peer's inbound proxy, naming the target port there; over mTLS verifying the
@@ -63,6 +63,11 @@ impl UpstreamKind {
             UpstreamKind::Meshed { peer, .. } => *peer,
         }
     }
+}
+
+/// Removes hop-by-hop headers from an upstream response.
+pub(crate) fn strip_response_hop_by_hop(h: &mut http::HeaderMap) {
+    headers::strip_hop_by_hop(h);
 }
 
 /// Settings of the request path.
@@ -138,6 +143,31 @@ impl HttpProxy {
             return self.connect_tunnel(req, conn);
         }
 
+        if conn.direction == Direction::Outbound && !headers::wants_upgrade(&req) {
+            if let Some(outbound) = self.discover.outbound() {
+                match self.policy_target(&req, &conn) {
+                    Ok(Some(target)) => {
+                        if let Some((service, policy)) = outbound.policy(&target.authority).await {
+                            labels.authority = target.authority.clone();
+                            let exchange = crate::outbound::exchange::Exchange {
+                                proxy: self.clone(),
+                                outbound: outbound.clone(),
+                                service,
+                                policy,
+                                fallback: target,
+                                grpc,
+                            };
+                            return self
+                                .serve_policy(req, exchange, labels, permit, start)
+                                .await;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => return self.synthesize(e, grpc, labels, start),
+                }
+            }
+        }
+
         let route = match self.route(&req, &conn).await {
             Ok(r) => r,
             Err(e) => return self.synthesize(e, grpc, labels, start),
@@ -145,18 +175,7 @@ impl HttpProxy {
         labels.authority = route.authority.clone();
         labels.target_addr = route.upstream.addr().to_string();
         if conn.direction == Direction::Outbound {
-            labels.tls = match &route.upstream {
-                UpstreamKind::Meshed {
-                    identity: Some(id), ..
-                } => crate::telemetry::Tls::Established {
-                    client_id: None,
-                    server_id: Some(id.clone()),
-                },
-                _ if self.settings.identity_enabled => {
-                    crate::telemetry::Tls::NoIdentity("not_meshed")
-                }
-                _ => crate::telemetry::Tls::NoIdentity("disabled"),
-            };
+            labels.tls = self.outbound_tls(&route.upstream);
         }
         self.metrics.request_total.get(&labels).inc();
 
@@ -168,10 +187,80 @@ impl HttpProxy {
             },
             None => forward.await,
         };
-        let rsp = match result {
-            Ok(rsp) => rsp,
-            Err(e) => return self.synthesize(e, grpc, labels, start),
-        };
+        match result {
+            Ok(rsp) => self.respond(rsp, grpc, labels, permit, start),
+            Err(e) => self.synthesize(e, grpc, labels, start),
+        }
+    }
+
+    /// The `tls` label of an outbound request to `upstream`.
+    fn outbound_tls(&self, upstream: &UpstreamKind) -> crate::telemetry::Tls {
+        match upstream {
+            UpstreamKind::Meshed {
+                identity: Some(id), ..
+            } => crate::telemetry::Tls::Established {
+                client_id: None,
+                server_id: Some(id.clone()),
+            },
+            _ if self.settings.identity_enabled => crate::telemetry::Tls::NoIdentity("not_meshed"),
+            _ => crate::telemetry::Tls::NoIdentity("disabled"),
+        }
+    }
+
+    /// The outbound target of a request that may have a service policy: `None` when static
+    /// discovery (`WEFT_PROXY_MESHED_PEERS`) names it, which wins.
+    fn policy_target(
+        &self,
+        req: &Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<Option<Target>, ProxyError> {
+        let target = outbound_target(req, conn)?;
+        let key = conn
+            .target
+            .as_ref()
+            .map(|t| t.authority.as_str())
+            .unwrap_or(&target.authority);
+        if self.discover.meshed(&target.authority).is_some() || self.discover.meshed(key).is_some()
+        {
+            return Ok(None);
+        }
+        Ok(Some(target))
+    }
+
+    /// Serves an outbound request through its service's policy (routes, balancer, retries,
+    /// timeouts, splits).
+    async fn serve_policy(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        exchange: crate::outbound::exchange::Exchange,
+        mut labels: RequestLabels,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        start: Instant,
+    ) -> Response<Body> {
+        let grpc = exchange.grpc;
+        req.headers_mut().remove(ORIG_PROTO);
+        let req = req.map(|b| b.map_err(BoxError::from).boxed());
+        let outcome = exchange.serve(req).await;
+        if let Some(upstream) = &outcome.upstream {
+            labels.target_addr = upstream.addr().to_string();
+            labels.tls = self.outbound_tls(upstream);
+            self.metrics.request_total.get(&labels).inc();
+        }
+        match outcome.result {
+            Ok(rsp) => self.respond(rsp, grpc, labels, permit, start),
+            Err(e) => self.synthesize(e, grpc, labels, start),
+        }
+    }
+
+    /// Records an upstream response and hands it to the client.
+    fn respond(
+        &self,
+        rsp: Response<Body>,
+        grpc: bool,
+        labels: RequestLabels,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        start: Instant,
+    ) -> Response<Body> {
         let status = rsp.status().as_u16();
         self.metrics
             .response_latency_ms
@@ -247,19 +336,7 @@ impl HttpProxy {
         req: &Request<Incoming>,
         conn: &ConnInfo,
     ) -> Result<Route, ProxyError> {
-        let authority = request_authority(req);
-        // The client chose where to connect (iptables redirect or CONNECT): that wins.
-        let target = match (&conn.target, authority) {
-            (Some(t), authority) => Target {
-                authority: authority.unwrap_or_else(|| t.authority.clone()),
-                addr: t.addr,
-            },
-            (None, Some(a)) => Target {
-                authority: a,
-                addr: None,
-            },
-            (None, None) => return Err(ProxyError::NoDestination),
-        };
+        let target = outbound_target(req, conn)?;
         let key = conn
             .target
             .as_ref()
@@ -279,6 +356,19 @@ impl HttpProxy {
                 },
             });
         }
+        let upstream = self.fallback_upstream(&target).await?;
+        Ok(Route {
+            authority: target.authority,
+            upstream,
+        })
+    }
+
+    /// Where an outbound request goes without discovery: its original destination, or its
+    /// authority resolved; never this proxy's own listeners.
+    pub(crate) async fn fallback_upstream(
+        &self,
+        target: &Target,
+    ) -> Result<UpstreamKind, ProxyError> {
         let addr = match target.addr {
             Some(a) => a,
             None => resolve(&target.authority).await?,
@@ -292,10 +382,7 @@ impl HttpProxy {
             tracing::warn!(%addr, "request would loop back into this proxy");
             return Err(ProxyError::Loop);
         }
-        Ok(Route {
-            authority: target.authority,
-            upstream: UpstreamKind::Direct(addr),
-        })
+        Ok(UpstreamKind::Direct(addr))
     }
 
     fn route_inbound(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Result<Route, ProxyError> {
@@ -362,56 +449,22 @@ impl HttpProxy {
                 peer,
                 port,
                 identity,
-            } if !upgrade => {
-                // HTTP/1.x rides HTTP/2 between proxies; the peer restores it.
-                if parts.version != Version::HTTP_2 {
-                    let v = if parts.version == Version::HTTP_10 {
-                        "HTTP/1.0"
-                    } else {
-                        "HTTP/1.1"
-                    };
-                    parts
-                        .headers
-                        .insert(ORIG_PROTO, HeaderValue::from_static(v));
-                }
-                parts.headers.insert(DST_PORT, HeaderValue::from(port));
-                headers::to_h2(&mut parts, &authority)?;
-                self.upstreams
-                    .send_h2(peer, identity.as_deref(), Request::from_parts(parts, body))
-                    .await?
-            }
-            UpstreamKind::Meshed {
-                peer,
-                port,
-                identity,
-            } => {
+            } if upgrade => {
                 parts.headers.insert(DST_PORT, HeaderValue::from(port));
                 headers::to_http1(&mut parts, &authority, peer, true)?;
                 self.upstreams
                     .send_upgrade(peer, identity.as_deref(), Request::from_parts(parts, body))
                     .await?
             }
-            UpstreamKind::Direct(addr) => {
-                let restore_http1 = orig_proto.is_some() && direction == Direction::Inbound;
-                if parts.version == Version::HTTP_2 && !restore_http1 {
-                    headers::to_h2(&mut parts, &authority)?;
-                    self.upstreams
-                        .send_h2(addr, None, Request::from_parts(parts, body))
-                        .await?
-                } else if upgrade {
-                    headers::to_http1(&mut parts, &authority, addr, true)?;
-                    self.upstreams
-                        .send_upgrade(addr, None, Request::from_parts(parts, body))
-                        .await?
-                } else {
-                    if restore_http1 && orig_proto.as_ref().is_some_and(|v| v == "HTTP/1.0") {
-                        parts.version = Version::HTTP_10;
-                    }
-                    headers::to_http1(&mut parts, &authority, addr, false)?;
-                    self.upstreams
-                        .send_http1(Request::from_parts(parts, body))
-                        .await?
-                }
+            UpstreamKind::Direct(addr) if upgrade => {
+                headers::to_http1(&mut parts, &authority, addr, true)?;
+                self.upstreams
+                    .send_upgrade(addr, None, Request::from_parts(parts, body))
+                    .await?
+            }
+            upstream => {
+                self.send(parts, body, &upstream, &authority, direction, orig_proto)
+                    .await?
             }
         };
         let (mut rparts, rbody) = rsp.into_parts();
@@ -445,6 +498,73 @@ impl HttpProxy {
             rparts,
             rbody.map_err(BoxError::from).boxed(),
         ))
+    }
+
+    /// Sends one outbound request (not an upgrade) to `upstream`: one attempt of the policy
+    /// path.
+    pub(crate) async fn send_attempt(
+        &self,
+        req: Request<Body>,
+        upstream: &UpstreamKind,
+        authority: &str,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let (parts, body) = req.into_parts();
+        self.send(parts, body, upstream, authority, Direction::Outbound, None)
+            .await
+    }
+
+    /// Sends a request that does not upgrade, adapting its protocol to the hop.
+    async fn send(
+        &self,
+        mut parts: http::request::Parts,
+        body: Body,
+        upstream: &UpstreamKind,
+        authority: &str,
+        direction: Direction,
+        orig_proto: Option<HeaderValue>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        match upstream {
+            UpstreamKind::Meshed {
+                peer,
+                port,
+                identity,
+            } => {
+                // HTTP/1.x rides HTTP/2 between proxies; the peer restores it.
+                if parts.version != Version::HTTP_2 {
+                    let v = if parts.version == Version::HTTP_10 {
+                        "HTTP/1.0"
+                    } else {
+                        "HTTP/1.1"
+                    };
+                    parts
+                        .headers
+                        .insert(ORIG_PROTO, HeaderValue::from_static(v));
+                }
+                parts.headers.insert(DST_PORT, HeaderValue::from(*port));
+                headers::to_h2(&mut parts, authority)?;
+                self.upstreams
+                    .send_h2(*peer, identity.as_deref(), Request::from_parts(parts, body))
+                    .await
+            }
+            UpstreamKind::Direct(addr) => {
+                let addr = *addr;
+                let restore_http1 = orig_proto.is_some() && direction == Direction::Inbound;
+                if parts.version == Version::HTTP_2 && !restore_http1 {
+                    headers::to_h2(&mut parts, authority)?;
+                    self.upstreams
+                        .send_h2(addr, None, Request::from_parts(parts, body))
+                        .await
+                } else {
+                    if restore_http1 && orig_proto.as_ref().is_some_and(|v| v == "HTTP/1.0") {
+                        parts.version = Version::HTTP_10;
+                    }
+                    headers::to_http1(&mut parts, authority, addr, false)?;
+                    self.upstreams
+                        .send_http1(Request::from_parts(parts, body))
+                        .await
+                }
+            }
+        }
     }
 
     /// Accepts a `CONNECT host:port` tunnel and serves what flows through it as a connection
@@ -485,6 +605,23 @@ impl HttpProxy {
             .instrument(tracing::info_span!("tunnel", dst.authority = %authority)),
         );
         Response::new(errors::empty())
+    }
+}
+
+/// The destination of an outbound request. The client chose where to connect (iptables
+/// redirect or CONNECT): that address wins, named by the request's authority.
+fn outbound_target<B>(req: &Request<B>, conn: &ConnInfo) -> Result<Target, ProxyError> {
+    let authority = request_authority(req);
+    match (&conn.target, authority) {
+        (Some(t), authority) => Ok(Target {
+            authority: authority.unwrap_or_else(|| t.authority.clone()),
+            addr: t.addr,
+        }),
+        (None, Some(a)) => Ok(Target {
+            authority: a,
+            addr: None,
+        }),
+        (None, None) => Err(ProxyError::NoDestination),
     }
 }
 

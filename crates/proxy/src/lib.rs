@@ -20,6 +20,7 @@ pub mod init;
 pub mod io;
 pub mod metrics;
 pub mod orig_dst;
+pub mod outbound;
 pub mod process;
 pub mod server;
 pub mod telemetry;

@@ -173,6 +173,8 @@ pub struct Metrics {
     pub tcp_write_bytes_total: Family<TcpLabels, Counter>,
     pub protocol_detect_total: Family<DetectLabels, Counter>,
     pub identity: Arc<crate::identity::IdentityMetrics>,
+    /// Route, retry, timeout, balancer and discovery metrics of the outbound client.
+    pub outbound: Arc<crate::outbound::metrics::OutboundMetrics>,
     start_time: SystemTime,
 }
 
@@ -198,6 +200,7 @@ impl Default for Metrics {
                 "Protocol detection outcomes on accepted connections (reason=timeout means the client sent nothing in time).",
             ),
             identity: Arc::default(),
+            outbound: Arc::default(),
             start_time: SystemTime::now(),
         }
     }
@@ -231,6 +234,7 @@ impl Metrics {
         self.tcp_write_bytes_total.encode(&mut out);
         self.protocol_detect_total.encode(&mut out);
         self.identity.encode(&mut out);
+        self.outbound.encode(&mut out);
         crate::process::encode(&mut out, self.start_time);
         out
     }

@@ -27,6 +27,21 @@ pub enum ProxyError {
     /// The mTLS handshake with a meshed peer failed (wrong identity, untrusted chain, ...).
     #[error("peer identity not verified")]
     TlsHandshake,
+    /// The route's request timeout (the whole exchange, across retries) passed.
+    #[error("request timeout")]
+    RequestTimeout,
+    /// An attempt's per-try timeout passed and no retry was possible.
+    #[error("per-try timeout")]
+    PerTryTimeout,
+    /// No response headers within the route's idle timeout.
+    #[error("idle timeout")]
+    IdleTimeout,
+    /// The service has had no usable endpoint for its fail-fast period.
+    #[error("fail fast")]
+    FailFast,
+    /// No route of the service's HTTPRoute policy matches the request.
+    #[error("no route")]
+    NoRoute,
 }
 
 impl ProxyError {
@@ -36,8 +51,14 @@ impl ProxyError {
             | ProxyError::Upstream
             | ProxyError::Loop
             | ProxyError::TlsHandshake => StatusCode::BAD_GATEWAY,
-            ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::LoadShed | ProxyError::Unresolvable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ResponseTimeout
+            | ProxyError::RequestTimeout
+            | ProxyError::PerTryTimeout
+            | ProxyError::IdleTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::LoadShed | ProxyError::Unresolvable | ProxyError::FailFast => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoDestination => StatusCode::BAD_REQUEST,
         }
     }
@@ -53,15 +74,25 @@ impl ProxyError {
             ProxyError::NoDestination => "no_destination",
             ProxyError::Loop => "proxy_loop",
             ProxyError::TlsHandshake => "tls_handshake_failed",
+            ProxyError::RequestTimeout => "request_timeout",
+            ProxyError::PerTryTimeout => "per_try_timeout",
+            ProxyError::IdleTimeout => "idle_timeout",
+            ProxyError::FailFast => "fail_fast",
+            ProxyError::NoRoute => "no_route",
         }
     }
 
     /// The gRPC status code a gRPC caller receives.
     pub fn grpc_status(self) -> u16 {
         match self {
-            ProxyError::ResponseTimeout => 4, // DEADLINE_EXCEEDED
-            ProxyError::NoDestination => 3,   // INVALID_ARGUMENT
-            _ => 14,                          // UNAVAILABLE
+            ProxyError::ResponseTimeout
+            | ProxyError::RequestTimeout
+            | ProxyError::PerTryTimeout
+            | ProxyError::IdleTimeout => 4, // DEADLINE_EXCEEDED
+            ProxyError::NoDestination => 3, // INVALID_ARGUMENT
+            // A 404 maps to UNIMPLEMENTED in gRPC's HTTP status mapping.
+            ProxyError::NoRoute => 12,
+            _ => 14, // UNAVAILABLE
         }
     }
 
@@ -118,6 +149,11 @@ mod tests {
             (ProxyError::ResponseTimeout, 504),
             (ProxyError::LoadShed, 503),
             (ProxyError::Upstream, 502),
+            (ProxyError::RequestTimeout, 504),
+            (ProxyError::PerTryTimeout, 504),
+            (ProxyError::IdleTimeout, 504),
+            (ProxyError::FailFast, 503),
+            (ProxyError::NoRoute, 404),
         ] {
             let rsp = e.response(false);
             assert_eq!(rsp.status().as_u16(), code, "{e:?}");
@@ -133,5 +169,20 @@ mod tests {
         let rsp = ProxyError::ConnectFailed.response(true);
         assert_eq!(rsp.headers()["grpc-status"], "14");
         assert_eq!(rsp.headers()["l5d-proxy-error"], "connect failed");
+        for e in [
+            ProxyError::RequestTimeout,
+            ProxyError::PerTryTimeout,
+            ProxyError::IdleTimeout,
+        ] {
+            assert_eq!(e.response(true).headers()["grpc-status"], "4", "{e:?}");
+        }
+        assert_eq!(
+            ProxyError::FailFast.response(true).headers()["grpc-status"],
+            "14"
+        );
+        assert_eq!(
+            ProxyError::NoRoute.response(true).headers()["grpc-status"],
+            "12"
+        );
     }
 }

@@ -304,3 +304,5 @@ impl MeshedHop {
         format!("http://{}", self.client.outbound)
     }
 }
+
+pub mod destination;

@@ -1,0 +1,664 @@
+//! Discovery and traffic policy through a real `weft-proxy` process: an in-test destination
+//! service feeds exact endpoints and policies; backends are real testapps (and, where the load
+//! reaching a backend must be counted independently of the client proxy, a meshed server-side
+//! proxy whose inbound metrics count arrivals).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use support::destination::{
+    endpoint, meshed_endpoint, policy, retry_5xx, route, ControlPlane, CpState,
+};
+use support::{metric_sum, Proxy, ProxyEnv, TestApp};
+use weft_api::destination as pb;
+
+const SVC: &str = "web-svc.test:80";
+
+/// A keep-alive HTTP/1.1 connection to the proxy's outbound port.
+struct Client {
+    proxy: SocketAddr,
+    send: Option<http1::SendRequest<Full<Bytes>>>,
+}
+
+/// Status, response headers' `x-testapp-name` and `l5d-proxy-error`, body length.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    name: String,
+    proxy_error: String,
+}
+
+impl Client {
+    fn new(proxy: SocketAddr) -> Self {
+        Client { proxy, send: None }
+    }
+
+    async fn conn(&mut self) -> &mut http1::SendRequest<Full<Bytes>> {
+        if self.send.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream = tokio::net::TcpStream::connect(self.proxy).await.unwrap();
+            let (send, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            self.send = Some(send);
+        }
+        self.send.as_mut().unwrap()
+    }
+
+    async fn request(&mut self, method: &str, authority: &str, path: &str, body: Bytes) -> Answer {
+        for _ in 0..3 {
+            let req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", authority)
+                .body(Full::new(body.clone()))
+                .unwrap();
+            let send = self.conn().await;
+            if send.ready().await.is_err() {
+                self.send = None;
+                continue;
+            }
+            match send.send_request(req).await {
+                Ok(rsp) => {
+                    let status = rsp.status().as_u16();
+                    let header = |n: &str| {
+                        rsp.headers()
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    let (name, proxy_error) = (header("x-testapp-name"), header("l5d-proxy-error"));
+                    let _ = rsp.into_body().collect().await;
+                    return Answer {
+                        status,
+                        name,
+                        proxy_error,
+                    };
+                }
+                Err(e) => panic!("request to the proxy failed: {e}"),
+            }
+        }
+        panic!("cannot keep a connection to the proxy");
+    }
+
+    async fn get(&mut self, authority: &str, path: &str) -> Answer {
+        self.request("GET", authority, path, Bytes::new()).await
+    }
+}
+
+fn proxy_with(cp: &ControlPlane) -> Proxy {
+    Proxy::start(ProxyEnv::new().set("WEFT_PROXY_DESTINATION_SVC_ADDR", cp.addr))
+}
+
+fn app(name: &str, latency_ms: u64) -> TestApp {
+    TestApp::start(weft_testapp::ServerConfig {
+        name: name.to_string(),
+        latency: Duration::from_millis(latency_ms),
+        ..Default::default()
+    })
+}
+
+/// A testapp behind its own (server-side) proxy, as a meshed endpoint. The server proxy's
+/// inbound `request_total` counts what reached the backend.
+struct MeshedApp {
+    app: TestApp,
+    server: Proxy,
+}
+
+impl MeshedApp {
+    fn start(name: &str) -> Self {
+        let app = app(name, 0);
+        let server = Proxy::start(ProxyEnv::new().app(app.addr));
+        MeshedApp { app, server }
+    }
+    fn endpoint(&self) -> pb::Endpoint {
+        meshed_endpoint(self.app.addr, self.server.inbound, "")
+    }
+    fn arrivals(&self) -> f64 {
+        self.server
+            .metric_sum("request_total", &["direction=\"inbound\""])
+    }
+}
+
+fn counter(proxy: &Proxy, name: &str, labels: &[&str]) -> f64 {
+    proxy.metric_sum(name, labels)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_get_succeeds_and_non_retryable_post_is_sent_once() {
+    let cp = ControlPlane::start(CpState::default());
+    let backend = MeshedApp::start("web");
+    cp.state.set_endpoints(SVC, vec![backend.endpoint()]);
+    let mut list = route("list", Some("GET"), "/api/list");
+    list.retry = Some(retry_5xx(1, 0));
+    let vote = route("vote", Some("POST"), "/api/vote");
+    cp.state.set_policy(
+        SVC,
+        policy(SVC, pb::PolicySource::ServiceProfile, vec![list, vote]),
+    );
+    let proxy = proxy_with(&cp);
+    let mut c = Client::new(proxy.outbound);
+
+    // The testapp fails exactly every other request (error_rate=0.5 is deterministic).
+    for _ in 0..50 {
+        let a = c.get(SVC, "/api/list?error_rate=0.5").await;
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+    let retries = counter(&proxy, "route_retry_total", &["route=\"list\""]);
+    assert!((20.0..=50.0).contains(&retries), "retries: {retries}");
+    let arrived = backend.arrivals();
+    assert_eq!(
+        arrived,
+        50.0 + retries,
+        "every retry reached the backend once"
+    );
+
+    for _ in 0..10 {
+        let a = c
+            .request(
+                "POST",
+                SVC,
+                "/api/vote?status=500",
+                Bytes::from_static(b"x"),
+            )
+            .await;
+        assert_eq!(a.status, 500);
+    }
+    assert_eq!(
+        backend.arrivals(),
+        arrived + 10.0,
+        "POST on a non-retryable route: once each"
+    );
+    assert_eq!(
+        counter(&proxy, "route_retry_total", &["route=\"vote\""]),
+        0.0
+    );
+    assert_eq!(
+        counter(
+            &proxy,
+            "route_response_total",
+            &["route=\"vote\"", "classification=\"failure\""]
+        ),
+        10.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_stay_within_the_budget_when_everything_fails() {
+    let cp = ControlPlane::start(CpState::default());
+    let backend = MeshedApp::start("web");
+    cp.state.set_endpoints(SVC, vec![backend.endpoint()]);
+    let mut all = route("all", None, "/");
+    all.retry = Some(retry_5xx(3, 0));
+    let mut p = policy(SVC, pb::PolicySource::ServiceProfile, vec![all]);
+    p.retry_budget = Some(pb::RetryBudget {
+        retry_ratio: 0.2,
+        min_retries_per_second: 1,
+        ttl_ms: 10_000,
+    });
+    cp.state.set_policy(SVC, p);
+    let proxy = proxy_with(&cp);
+    let mut c = Client::new(proxy.outbound);
+    let requests = 200.0;
+    let started = Instant::now();
+    for _ in 0..200 {
+        assert_eq!(c.get(SVC, "/?status=503").await.status, 503);
+    }
+    let elapsed = started.elapsed();
+    let retries = counter(&proxy, "route_retry_total", &[]);
+    let bound = 0.2 * requests + 1.0 * 10.0;
+    assert!(retries <= bound, "retries {retries} > budget {bound}");
+    // The budget was used (not just retries switched off).
+    if elapsed < Duration::from_secs(9) {
+        assert!(retries >= bound - 2.0, "retries {retries}, budget {bound}");
+    }
+    let skipped = counter(
+        &proxy,
+        "route_retry_skipped_total",
+        &["reason=\"budget_exhausted\""],
+    );
+    assert!(skipped >= requests - retries - 1.0, "skipped {skipped}");
+    assert_eq!(
+        backend.arrivals(),
+        requests + retries,
+        "load on the backend is bounded too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_up_to_64k_are_retried_larger_ones_never() {
+    let cp = ControlPlane::start(CpState::default());
+    let backend = MeshedApp::start("web");
+    cp.state.set_endpoints(SVC, vec![backend.endpoint()]);
+    let mut all = route("upload", None, "/");
+    all.retry = Some(retry_5xx(1, 0));
+    cp.state.set_policy(
+        SVC,
+        policy(SVC, pb::PolicySource::ServiceProfile, vec![all]),
+    );
+    let proxy = proxy_with(&cp);
+    let mut c = Client::new(proxy.outbound);
+
+    let before = backend.arrivals();
+    let a = c
+        .request(
+            "POST",
+            SVC,
+            "/?status=503",
+            Bytes::from(vec![7u8; 64 * 1024]),
+        )
+        .await;
+    assert_eq!(a.status, 503);
+    assert_eq!(
+        backend.arrivals(),
+        before + 2.0,
+        "64 KiB: first try + 1 retry"
+    );
+
+    let a = c
+        .request(
+            "POST",
+            SVC,
+            "/?status=503",
+            Bytes::from(vec![7u8; 64 * 1024 + 1]),
+        )
+        .await;
+    assert_eq!(a.status, 503);
+    assert_eq!(backend.arrivals(), before + 3.0, "64 KiB + 1: sent once");
+    assert_eq!(
+        counter(
+            &proxy,
+            "route_retry_skipped_total",
+            &["reason=\"body_too_large\""]
+        ),
+        1.0
+    );
+}
+
+/// A backend whose odd-numbered requests hang for 2 s and even ones answer at once.
+async fn slow_every_other() -> SocketAddr {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let count = count.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    let n = count.fetch_add(1, Ordering::Relaxed);
+                    async move {
+                        if n % 2 == 0 {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_try_timeouts_are_retried_and_the_request_timeout_bounds_the_total() {
+    let cp = ControlPlane::start(CpState::default());
+    let flaky = slow_every_other().await;
+    cp.state.set_endpoints(SVC, vec![endpoint(flaky)]);
+    let mut r = route("flaky", None, "/flaky");
+    r.retry = Some(retry_5xx(2, 200));
+    let slow_app = app("slow", 3000);
+    const SLOW: &str = "slow-svc.test:80";
+    cp.state.set_endpoints(SLOW, vec![endpoint(slow_app.addr)]);
+    let mut s = route("slow", None, "/");
+    s.retry = Some(retry_5xx(10, 100));
+    s.timeouts = Some(pb::Timeouts {
+        request_ms: 500,
+        response_ms: 0,
+        idle_ms: 0,
+    });
+    cp.state
+        .set_policy(SVC, policy(SVC, pb::PolicySource::ServiceProfile, vec![r]));
+    cp.state.set_policy(
+        SLOW,
+        policy(SLOW, pb::PolicySource::ServiceProfile, vec![s]),
+    );
+    let proxy = proxy_with(&cp);
+    let mut c = Client::new(proxy.outbound);
+
+    for _ in 0..5 {
+        let started = Instant::now();
+        let a = c.get(SVC, "/flaky").await;
+        assert_eq!(a.status, 200, "{a:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        counter(
+            &proxy,
+            "route_timeout_total",
+            &["route=\"flaky\"", "kind=\"per_try\""]
+        ),
+        5.0
+    );
+    assert_eq!(
+        counter(&proxy, "route_retry_total", &["route=\"flaky\""]),
+        5.0
+    );
+
+    let started = Instant::now();
+    let a = c.get(SLOW, "/").await;
+    let took = started.elapsed();
+    assert_eq!(a.status, 504, "{a:?}");
+    assert_eq!(a.proxy_error, "request timeout");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2000),
+        "{took:?}"
+    );
+    assert!(counter(&proxy, "route_retry_total", &["route=\"slow\""]) >= 2.0);
+    assert_eq!(
+        counter(
+            &proxy,
+            "route_timeout_total",
+            &["route=\"slow\"", "kind=\"request\""]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_follows_weights_and_weight_changes_drop_nothing() {
+    let cp = ControlPlane::start(CpState::default());
+    let (a, b) = (app("a", 0), app("b", 0));
+    cp.state.set_endpoints("a.test:80", vec![endpoint(a.addr)]);
+    cp.state.set_endpoints("b.test:80", vec![endpoint(b.addr)]);
+    let split = |wa, wb| {
+        let mut p = policy(SVC, pb::PolicySource::Default, vec![]);
+        p.backends = vec![
+            pb::Backend {
+                authority: "a.test:80".into(),
+                weight: wa,
+            },
+            pb::Backend {
+                authority: "b.test:80".into(),
+                weight: wb,
+            },
+        ];
+        p
+    };
+    cp.state.set_policy(SVC, split(900, 100));
+    let proxy = proxy_with(&cp);
+
+    async fn load(proxy: SocketAddr, workers: usize, per_worker: usize) -> Vec<Answer> {
+        let mut tasks = Vec::new();
+        for _ in 0..workers {
+            tasks.push(tokio::spawn(async move {
+                let mut c = Client::new(proxy);
+                let mut out = Vec::with_capacity(per_worker);
+                for _ in 0..per_worker {
+                    out.push(c.get(SVC, "/").await);
+                }
+                out
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    }
+
+    let answers = load(proxy.outbound, 8, 1250).await;
+    assert_eq!(answers.len(), 10_000);
+    assert!(answers.iter().all(|a| a.status == 200));
+    let to_b = answers.iter().filter(|a| a.name == "b").count();
+    assert!(
+        (800..=1200).contains(&to_b),
+        "b got {to_b} of 10000 (want 1000 ± 200)"
+    );
+    let per_backend = counter(
+        &proxy,
+        "route_backend_request_total",
+        &["backend=\"b.test:80\""],
+    );
+    assert_eq!(per_backend, to_b as f64);
+
+    // Move the weights while load runs: nothing fails.
+    let running = tokio::spawn(load(proxy.outbound, 4, 500));
+    for (wa, wb) in [(500, 500), (100, 900), (0, 1000)] {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        cp.state.set_policy(SVC, split(wa, wb));
+    }
+    let answers = running.await.unwrap();
+    let failed: Vec<&Answer> = answers.iter().filter(|a| a.status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Weight 0 gets nothing.
+    let answers = load(proxy.outbound, 2, 100).await;
+    assert!(answers.iter().all(|a| a.name == "b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2c_prefers_the_fast_endpoints() {
+    let cp = ControlPlane::start(CpState::default());
+    let apps = [app("fast1", 0), app("slow", 50), app("fast2", 0)];
+    cp.state
+        .set_endpoints(SVC, apps.iter().map(|a| endpoint(a.addr)).collect());
+    cp.state
+        .set_policy(SVC, policy(SVC, pb::PolicySource::Default, vec![]));
+    let proxy = proxy_with(&cp);
+    let mut c = Client::new(proxy.outbound);
+    let mut slow = 0;
+    for _ in 0..300 {
+        let a = c.get(SVC, "/").await;
+        assert_eq!(a.status, 200);
+        if a.name == "slow" {
+            slow += 1;
+        }
+    }
+    // Uniform would be ~100.
+    assert!(slow < 30, "the slow endpoint got {slow} of 300");
+    let ready = counter(&proxy, "balancer_endpoints", &["endpoint_state=\"ready\""]);
+    assert_eq!(ready, 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_outage_fails_nothing_and_proxies_resubscribe() {
+    let state = CpState::default();
+    let mut cp = ControlPlane::start(state.clone());
+    let a = app("a", 0);
+    state.set_endpoints(SVC, vec![endpoint(a.addr)]);
+    state.set_policy(SVC, policy(SVC, pb::PolicySource::Default, vec![]));
+    let proxy = proxy_with(&cp);
+    let outbound = proxy.outbound;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let mut c = Client::new(outbound);
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let a = c.get(SVC, "/").await;
+                if a.status == 200 {
+                    ok += 1;
+                } else {
+                    failed.push(a);
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let addr = cp.addr;
+    tokio::task::spawn_blocking(move || cp.stop())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let (ok, failed) = w.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "{} failed, e.g. {:?}",
+            failed.len(),
+            failed[0]
+        );
+        total += ok;
+    }
+    assert!(total > 100, "only {total} requests");
+
+    // Restarted with a new endpoint: the proxy resubscribes and uses it.
+    let b = app("b", 0);
+    state.set_endpoints(SVC, vec![endpoint(b.addr)]);
+    let opened = state.opened("get");
+    let _cp = tokio::task::spawn_blocking(move || ControlPlane::start_at(state, addr))
+        .await
+        .unwrap();
+    let mut c = Client::new(proxy.outbound);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = c.get(SVC, "/").await;
+        assert_eq!(a.status, 200);
+        if a.name == "b" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the proxy never resubscribed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(_cp.state.opened("get") > opened);
+    assert!(counter(&proxy, "destination_reconnect_total", &[]) >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_services_are_forwarded_and_empty_ones_fail_fast() {
+    let cp = ControlPlane::start(CpState::default());
+    let a = app("plain", 0);
+    let proxy = proxy_with(&cp);
+    let mut c = Client::new(proxy.outbound);
+    // Unknown to the control plane: forwarded as before.
+    let direct = a.addr.to_string();
+    let ans = c.get(&direct, "/").await;
+    assert_eq!((ans.status, ans.name.as_str()), (200, "plain"));
+
+    // A service with no endpoints: requests wait, then fail fast with 503.
+    const EMPTY: &str = "empty-svc.test:80";
+    cp.state.set_endpoints(EMPTY, vec![]);
+    let mut p = policy(EMPTY, pb::PolicySource::Default, vec![]);
+    p.fail_fast_ms = 300;
+    cp.state.set_policy(EMPTY, p);
+    let started = Instant::now();
+    let ans = c.get(EMPTY, "/").await;
+    assert_eq!(ans.status, 503);
+    assert_eq!(ans.proxy_error, "fail fast");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    assert_eq!(c.get(EMPTY, "/").await.status, 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "already failing fast"
+    );
+
+    // An endpoint appears: served at once.
+    cp.state.set_endpoints(EMPTY, vec![endpoint(a.addr)]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.get(EMPTY, "/").await.status != 200 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_misses_are_404_and_metrics_pass_promtool() {
+    let cp = ControlPlane::start(CpState::default());
+    let a = app("web", 0);
+    cp.state.set_endpoints(SVC, vec![endpoint(a.addr)]);
+    cp.state.set_policy(
+        SVC,
+        policy(
+            SVC,
+            pb::PolicySource::HttpRoute,
+            vec![route("api", None, "/api")],
+        ),
+    );
+    let proxy = proxy_with(&cp);
+    let mut c = Client::new(proxy.outbound);
+    assert_eq!(c.get(SVC, "/api/list").await.status, 200);
+    let miss = c.get(SVC, "/apis").await;
+    assert_eq!((miss.status, miss.proxy_error.as_str()), (404, "no route"));
+    let text = proxy.metrics();
+    assert_eq!(
+        metric_sum(
+            &text,
+            "route_request_total",
+            &["route=\"api\"", "dst=\"web-svc.test:80\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(
+            &text,
+            "route_response_total",
+            &[
+                "route=\"api\"",
+                "classification=\"success\"",
+                "status_code=\"200\""
+            ]
+        ),
+        1.0
+    );
+    support::require_tool("promtool");
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let findings: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.ends_with("metric names should not contain abbreviated units"))
+        .collect();
+    assert!(findings.is_empty(), "promtool: {report}");
+    let _ = StatusCode::OK;
+}
