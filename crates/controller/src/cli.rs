@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::duration::parse_duration;
 
@@ -30,6 +30,9 @@ pub enum Command {
     /// The identity service: signs workload certificates from CSRs for proxies that prove their
     /// identity with a token.
     Identity(IdentityArgs),
+    /// The destination service: streams each service's endpoints and compiled policy (routes,
+    /// retries, timeouts, traffic splits) to the proxies that ask for them.
+    Destination(DestinationArgs),
 }
 
 /// Names shared by every component of one mesh.
@@ -106,6 +109,64 @@ pub struct IdentityArgs {
     pub mesh: MeshArgs,
 }
 
+/// Where the control plane reads resources from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreBackend {
+    /// In memory, loaded once at start from `--manifests` (no later changes are read).
+    Memory,
+}
+
+/// `weft-controller destination`.
+#[derive(Clone, Debug, Args)]
+pub struct DestinationArgs {
+    /// Address of the gRPC destination service.
+    #[arg(
+        long,
+        env = "WEFT_DESTINATION_LISTEN",
+        default_value = "127.0.0.1:8086"
+    )]
+    pub listen: SocketAddr,
+
+    /// Address of the admin server (`/metrics`, `/ready`, `/live`).
+    #[arg(
+        long,
+        env = "WEFT_DESTINATION_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9996"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Where resources are read from. Only `memory` exists yet: the objects of `--manifests`,
+    /// read once at start (the watched-directory and Kubernetes stores come later).
+    #[arg(
+        long,
+        env = "WEFT_DESTINATION_STORE",
+        value_enum,
+        default_value = "memory"
+    )]
+    pub store: StoreBackend,
+
+    /// YAML manifests to load into the store at start: a file, or a directory whose `.yaml`,
+    /// `.yml` and `.json` files are read (not its subdirectories). Repeat the flag (or separate
+    /// paths with commas in the variable) for several. Invalid objects are reported on stderr
+    /// with their file and field, and the others are served.
+    #[arg(
+        long,
+        env = "WEFT_DESTINATION_MANIFESTS",
+        value_name = "DIR|FILE",
+        value_delimiter = ','
+    )]
+    pub manifests: Vec<PathBuf>,
+
+    /// The cluster's DNS domain: services are `<name>.<namespace>.svc.<domain>`.
+    #[arg(long, env = "WEFT_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// How long streams and in-flight calls may run after a shutdown signal before they are
+    /// cut (streams are told to end at once; proxies keep their last state and reconnect).
+    #[arg(long, env = "WEFT_DESTINATION_SHUTDOWN_GRACE_PERIOD", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace_period: Duration,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -132,7 +193,9 @@ mod tests {
             "token.key",
         ])
         .unwrap();
-        let Command::Identity(args) = cli.command;
+        let Command::Identity(args) = cli.command else {
+            panic!("not identity")
+        };
         assert_eq!(args.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(args.admin_listen, "127.0.0.1:9990".parse().unwrap());
         assert_eq!(args.leaf_lifetime, Duration::from_secs(24 * 3600));
@@ -156,7 +219,9 @@ mod tests {
             "--clock-skew=300ms",
         ])
         .unwrap();
-        let Command::Identity(args) = cli.command;
+        let Command::Identity(args) = cli.command else {
+            panic!("not identity")
+        };
         assert_eq!(args.leaf_lifetime, Duration::from_secs(90));
         assert_eq!(args.clock_skew, Duration::from_millis(300));
     }
@@ -176,5 +241,42 @@ mod tests {
         .to_string();
         assert!(err.contains("--leaf-lifetime"), "{err}");
         assert!(err.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn destination_defaults_and_environment() {
+        let cli = Cli::try_parse_from(["weft-controller", "destination"]).unwrap();
+        let Command::Destination(args) = cli.command else {
+            panic!("not destination")
+        };
+        assert_eq!(args.listen, "127.0.0.1:8086".parse().unwrap());
+        assert_eq!(args.admin_listen, "127.0.0.1:9996".parse().unwrap());
+        assert_eq!(args.store, StoreBackend::Memory);
+        assert!(args.manifests.is_empty());
+        assert_eq!(args.cluster_domain, "cluster.local");
+        assert_eq!(args.shutdown_grace_period, Duration::from_secs(10));
+
+        let cli = Cli::try_parse_from([
+            "weft-controller",
+            "destination",
+            "--store=memory",
+            "--manifests=a.yaml",
+            "--manifests",
+            "dir",
+            "--cluster-domain=example.org",
+        ])
+        .unwrap();
+        let Command::Destination(args) = cli.command else {
+            panic!("not destination")
+        };
+        assert_eq!(
+            args.manifests,
+            vec![PathBuf::from("a.yaml"), PathBuf::from("dir")]
+        );
+        assert_eq!(args.cluster_domain, "example.org");
+        let err = Cli::try_parse_from(["weft-controller", "destination", "--store=etcd"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--store"), "{err}");
     }
 }

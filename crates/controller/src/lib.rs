@@ -4,8 +4,10 @@
 //! One binary, one subcommand per component ([`cli::Command`]):
 //! - [`identity`]: the certificate authority that signs workload certificates from CSRs
 //!   (gRPC `weft.identity.v1.Identity`, port 8080; admin port 9990).
+//! - [`destination`]: discovery and policy — each service's endpoints and compiled policy,
+//!   streamed to proxies (gRPC `weft.destination.v1.Destination`, port 8086; admin port 9996).
 //!
-//! Coming with their issues: `destination` (discovery and policy, 8086), the injector webhook,
+//! Coming with their issues: the injector webhook,
 //! viz, the service mirror and failover, and `all` to run every component of the local mesh in
 //! one process.
 //!
@@ -14,6 +16,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod destination;
 pub mod duration;
 pub mod identity;
 pub mod prom;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
 use weft_controller::cli::{Cli, Command};
-use weft_controller::identity;
+use weft_controller::{destination, identity};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -50,6 +50,22 @@ fn main() -> ExitCode {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("weft-controller identity: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Destination(args) => {
+                let running = match destination::start(&args).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("weft-controller destination: {e}");
+                        return ExitCode::from(e.exit_code());
+                    }
+                };
+                match running.run_until(shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("weft-controller destination: {e:#}");
                         ExitCode::FAILURE
                     }
                 }

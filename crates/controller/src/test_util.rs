@@ -1,7 +1,10 @@
 //! Test helpers (feature `test-util`): PKI files in a temporary directory, an in-process identity
-//! service on port 0, a gRPC client, a tiny HTTP GET for the admin port, and a log capture.
+//! service on port 0, a gRPC client, a tiny HTTP GET for the admin port, and a log capture;
+//! [`destination`] has the destination service's.
 //! Panics on any failure: these are for tests only.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+pub mod destination;
 
 use std::future::Future;
 use std::net::SocketAddr;
