@@ -11,6 +11,10 @@ Subcommands:
   rss PID...                   print each PID's VmRSS in KiB
   summarize DIR                read DIR/runs.jsonl (+ DIR/meta.json, DIR/memory.jsonl) and write
                                DIR/summary.json and DIR/summary.md
+  hs [options]                 (bench/handshakes.sh) full TLS 1.3 handshakes with a client
+                               certificate in a loop, each followed by one HTTP/2 GET; samples the
+                               server process's CPU; appends one JSON record to --runs
+  hs-summarize DIR             DIR/runs.jsonl of `hs` -> DIR/summary.json and DIR/summary.md
 """
 
 import argparse
@@ -560,6 +564,299 @@ def render_md(s, setups, protos, kinds):
 
 
 # ---------------------------------------------------------------------------------------------
+# hs: TLS handshakes per second per core (bench/handshakes.sh)
+
+
+class HsError(Exception):
+    pass
+
+
+def h2_get_bytes(authority, headers):
+    """Client connection preface + empty SETTINGS + HEADERS (GET, stream 1, END_STREAM)."""
+
+    def lit(name, value):  # literal without indexing, new name, no Huffman (lengths < 127)
+        n, v = name.encode(), value.encode()
+        return bytes([0x00, len(n)]) + n + bytes([len(v)]) + v
+
+    a = authority.encode()
+    # :method GET (static 2), :scheme http (6), :path / (4), :authority (name index 1).
+    block = bytes([0x82, 0x86, 0x84, 0x01, len(a)]) + a
+    for name, value in headers:
+        block += lit(name, value)
+    frame = len(block).to_bytes(3, "big") + bytes([0x01, 0x05]) + (1).to_bytes(4, "big") + block
+    return b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + frame
+
+
+def h2_read_response(sock, expect_body):
+    """Reads frames until stream 1 ends; checks :status 200 and the body."""
+    buf = b""
+    status_ok = None
+    body = b""
+    while True:
+        while len(buf) >= 9:
+            length = int.from_bytes(buf[:3], "big")
+            if len(buf) < 9 + length:
+                break
+            ftype, flags, sid = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            payload = buf[9:9 + length]
+            buf = buf[9 + length:]
+            if ftype == 0x7:  # GOAWAY
+                raise HsError("GOAWAY")
+            if sid != 1:
+                continue
+            if ftype == 0x3:
+                raise HsError("RST_STREAM")
+            if ftype in (0x0, 0x1) and flags & 0x8:  # PADDED
+                payload = payload[1:len(payload) - payload[0]]
+            if ftype == 0x1:
+                if flags & 0x20:  # PRIORITY
+                    payload = payload[5:]
+                if status_ok is None:
+                    # :status 200 is static table index 8 (0x88) for both hyper/h2 and HAProxy.
+                    status_ok = bool(payload) and payload[0] == 0x88
+            elif ftype == 0x0:
+                body += payload
+            if ftype in (0x0, 0x1) and flags & 0x1:  # END_STREAM
+                if not status_ok:
+                    raise HsError("status not 200")
+                if expect_body is not None and body != expect_body:
+                    raise HsError("unexpected body")
+                return
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise HsError("EOF before the response ended")
+        buf += chunk
+
+
+def hs_worker(a, deadline, wid, q):
+    import ssl
+    import traceback
+
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the server chain and name
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_verify_locations(a.ca)
+        ctx.load_cert_chain(a.cert, a.key)
+        ctx.set_alpn_protocols(["h2"])
+        req = h2_get_bytes(a.authority, [("l5d-orig-proto", "HTTP/1.1"), ("weft-dst-port", str(a.dst_port))])
+        expect = a.expect_body.encode() if a.expect_body else None
+        ok, errors, hs_lat, tot_lat, info = 0, {}, [], [], None
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            try:
+                with socket.create_connection((a.host, a.port), timeout=5) as raw:
+                    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    # A fresh context-level session each time: no resumption, a full handshake.
+                    with ctx.wrap_socket(raw, server_hostname=a.sni) as s:
+                        t1 = time.perf_counter()
+                        if s.selected_alpn_protocol() != "h2":
+                            raise HsError(f"ALPN {s.selected_alpn_protocol()!r}")
+                        if info is None:
+                            info = {"version": s.version(), "cipher": s.cipher()[0], "alpn": s.selected_alpn_protocol(),
+                                    "session_reused": s.session_reused}
+                        s.sendall(req)
+                        h2_read_response(s, expect)
+                ok += 1
+                hs_lat.append(t1 - t0)
+                tot_lat.append(time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001 - counted by kind
+                k = f"{type(e).__name__}: {str(e)[:100]}"
+                errors[k] = errors.get(k, 0) + 1
+                time.sleep(0.001)
+        q.put({"wid": wid, "ok": ok, "errors": errors, "hs": hs_lat, "total": tot_lat, "info": info})
+    except Exception:  # noqa: BLE001
+        q.put({"wid": wid, "ok": 0, "errors": {"worker crashed": 1}, "hs": [], "total": [], "info": None,
+               "trace": traceback.format_exc()})
+
+
+def task_cpu_ns(pid):
+    """Sum of the first field of /proc/PID/task/*/schedstat (ns on CPU), a cross-check."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def hs_clients(a, seconds):
+    import multiprocessing as mp
+
+    mpc = mp.get_context("fork")
+    q = mpc.Queue()
+    deadline = time.monotonic() + seconds
+    procs = [mpc.Process(target=hs_worker, args=(a, deadline, i, q)) for i in range(a.procs)]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return results
+
+
+def pct(xs, p):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def cmd_hs(a):
+    pid = a.pid
+    if a.warmup > 0:
+        hs_clients(a, a.warmup)
+        time.sleep(a.settle)
+    for attempt in range(a.retries + 1):
+        waited = wait_quiet(a.wait_quiet) if a.wait_quiet > 0 else 0
+        # The server's CPU while idle (timers, identity client), to show it is negligible.
+        i0, ti0 = proc_cpu_seconds(pid), time.monotonic()
+        time.sleep(1.0)
+        idle_cpu_ms_per_s = (proc_cpu_seconds(pid) - i0) * 1000 / (time.monotonic() - ti0)
+        comp = set(compilers_running())
+        st0 = stat_snapshot()
+        c0, n0, t0 = proc_cpu_seconds(pid), task_cpu_ns(pid), time.monotonic()
+        results = hs_clients(a, a.duration)
+        t_load = time.monotonic() - t0
+        time.sleep(a.settle)  # let the server finish closing the last connections
+        c1, n1, t1 = proc_cpu_seconds(pid), task_cpu_ns(pid), time.monotonic()
+        st1 = stat_snapshot()
+        comp |= set(compilers_running())
+        ok = sum(r["ok"] for r in results)
+        errors = {}
+        for r in results:
+            for k, v in r["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+        hs = [x for r in results for x in r["hs"]]
+        tot = [x for r in results for x in r["total"]]
+        cpu = c1 - c0
+        cpu_us = cpu * 1e6 / ok if ok else None
+        rec = {
+            "round": a.round, "setup": a.setup, "attempt": attempt, "procs": a.procs,
+            "duration_s": a.duration, "elapsed_s": round(t1 - t0, 3), "load_s": round(t_load, 3),
+            "ok": ok, "failed": sum(errors.values()), "errors": errors,
+            "handshakes_per_s": round(ok / t_load, 1),
+            "server_cpu_s": round(cpu, 3),
+            "server_cpu_s_schedstat": round((n1 - n0) / 1e9, 3),
+            "server_busy_pct": round(100 * cpu / t_load, 1),
+            "server_idle_cpu_ms_per_s": round(idle_cpu_ms_per_s, 2),
+            "cpu_us_per_handshake": round(cpu_us, 1) if cpu_us else None,
+            "cpu_us_per_handshake_schedstat": round((n1 - n0) / 1e3 / ok, 1) if ok else None,
+            "handshakes_per_s_per_core": round(1e6 / cpu_us) if cpu_us else None,
+            "client_handshake_ms_p50": round(pct(hs, 50) * 1000, 3) if hs else None,
+            "client_handshake_ms_p99": round(pct(hs, 99) * 1000, 3) if hs else None,
+            "client_total_ms_p50": round(pct(tot, 50) * 1000, 3) if tot else None,
+            "tls": next((r["info"] for r in results if r["info"]), None),
+            "steal_pct": round(steal_pct(st0, st1), 3),
+            "steal_cpu1_pct": round(steal_pct(st0, st1, "cpu1"), 3) if "cpu1" in st0 else None,
+            "busy_cpu0_pct": round(busy_pct(st0, st1, "cpu0"), 1) if "cpu0" in st0 else None,
+            "busy_cpu1_pct": round(busy_pct(st0, st1, "cpu1"), 1) if "cpu1" in st0 else None,
+            "loadavg": open("/proc/loadavg").read().split()[:3],
+            "compilers": sorted(comp),
+            "waited_for_quiet_s": waited,
+        }
+        traces = [r["trace"] for r in results if r.get("trace")]
+        if traces:
+            rec["worker_trace"] = traces[0]
+        reasons = []
+        if rec["steal_pct"] > a.max_steal:
+            reasons.append(f"steal {rec['steal_pct']:.2f}% > {a.max_steal}%")
+        if not ok:
+            reasons.append("no successful handshake")
+        rec["discarded"] = bool(reasons) and attempt < a.retries
+        if reasons:
+            rec["discard_reason" if rec["discarded"] else "kept_despite"] = "; ".join(reasons)
+        with open(a.runs, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(
+            f"r{a.round} {a.setup:8} ok={ok} failed={rec['failed']} {rec['handshakes_per_s']:7.1f} hs/s "
+            f"server cpu {cpu:.2f}s busy={rec['server_busy_pct']}% -> {fmt(cpu_us, 1)} us/hs "
+            f"= {rec['handshakes_per_s_per_core']} hs/s/core  client hs p50={rec['client_handshake_ms_p50']}ms "
+            f"steal={rec['steal_pct']:.2f}%"
+            + (f" compilers={','.join(rec['compilers'])}" if rec["compilers"] else "")
+            + (" DISCARDED" if rec["discarded"] else ""),
+            flush=True,
+        )
+        if errors:
+            print("   errors: " + "; ".join(f"{k} x{v}" for k, v in sorted(errors.items())), flush=True)
+        if traces:
+            print(traces[0], file=sys.stderr)
+        if not rec["discarded"]:
+            break
+    return 0
+
+
+def cmd_hs_summarize(a):
+    d = a.dir
+    runs = [json.loads(l) for l in open(os.path.join(d, "runs.jsonl")) if l.strip()]
+    meta_path = os.path.join(d, "meta.json")
+    meta = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
+    by = {}
+    for r in runs:
+        if not r.get("discarded"):
+            by[(r["round"], r["setup"])] = r
+    setups = meta.get("setups") or sorted({s for _, s in by})
+    rounds = sorted({r for r, _ in by})
+    out = {"meta": meta, "setups": {}, "ratio": {}}
+    for s in setups:
+        rs = [by[(r, s)] for r in rounds if (r, s) in by]
+        out["setups"][s] = {
+            "cpu_us_per_handshake": med_range([r["cpu_us_per_handshake"] for r in rs], 1),
+            "cpu_us_per_handshake_schedstat": med_range([r.get("cpu_us_per_handshake_schedstat") for r in rs], 1),
+            "handshakes_per_s_per_core": med_range([r["handshakes_per_s_per_core"] for r in rs], 0),
+            "handshakes_per_s": med_range([r["handshakes_per_s"] for r in rs], 0),
+            "server_busy_pct": med_range([r["server_busy_pct"] for r in rs], 1),
+            "client_handshake_ms_p50": med_range([r["client_handshake_ms_p50"] for r in rs], 3),
+            "ok": sum(r["ok"] for r in rs),
+            "failed": sum(r["failed"] for r in rs),
+            "steal_pct": med_range([r["steal_pct"] for r in rs], 2),
+            "tls": next((r["tls"] for r in rs if r.get("tls")), None),
+        }
+    base = setups[-1] if len(setups) > 1 else None
+    for s in setups:
+        if base and s != base:
+            ratios = [by[(r, s)]["cpu_us_per_handshake"] / by[(r, base)]["cpu_us_per_handshake"]
+                      for r in rounds if (r, s) in by and (r, base) in by
+                      and by[(r, s)]["cpu_us_per_handshake"] and by[(r, base)]["cpu_us_per_handshake"]]
+            out["ratio"][f"{s}/{base}"] = med_range(ratios, 3)
+    out["steal"] = {"kept": med_range([r["steal_pct"] for r in by.values()], 2),
+                    "discarded_runs": sum(1 for r in runs if r.get("discarded")), "runs": len(runs)}
+    out["compilers_during_kept_runs"] = sum(1 for r in by.values() if r.get("compilers"))
+    out["kept_despite"] = [{k: r.get(k) for k in ("round", "setup", "kept_despite")} for r in by.values() if r.get("kept_despite")]
+    with open(os.path.join(d, "summary.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    L = [f"# TLS handshakes per second per core, {meta.get('date', '')}\n"]
+    for k in ("commit", "machine", "kernel", "rounds", "duration_s", "warmup_s", "client_procs", "versions"):
+        if k in meta:
+            L.append(f"- {k}: {meta[k]}")
+    L.append(f"- steal over kept runs: {mr_str(out['steal']['kept'], 2, '%')}; discarded and repeated: "
+             f"{out['steal']['discarded_runs']} of {out['steal']['runs']} runs; kept runs during which a compiler "
+             f"ran: {out['compilers_during_kept_runs']} of {len(by)}")
+    L.append("\nEach handshake: new TCP connection, TLS 1.3 with a client certificate, ALPN h2, one GET "
+             "proxied to nginx, close. Server CPU = utime+stime of the server process over the run. "
+             "Median over rounds (min–max).\n")
+    L.append("| setup | server CPU µs per handshake | handshakes/s per core | achieved handshakes/s | "
+             "server busy | client handshake p50 ms | ok / failed |")
+    L.append("|---|---|---|---|---|---|---|")
+    for s in setups:
+        v = out["setups"][s]
+        L.append(f"| {s} | {mr_str(v['cpu_us_per_handshake'], 1)} | {mr_str(v['handshakes_per_s_per_core'], 0)} | "
+                 f"{mr_str(v['handshakes_per_s'], 0)} | {mr_str(v['server_busy_pct'], 1, '%')} | "
+                 f"{mr_str(v['client_handshake_ms_p50'], 3)} | {v['ok']} / {v['failed']} |")
+    for k, v in out["ratio"].items():
+        L.append(f"\nCPU per handshake, {k} (same round): {mr_str(v, 3)}")
+    tls = {s: v["tls"] for s, v in out["setups"].items() if v["tls"]}
+    if tls:
+        L.append("\nNegotiated: " + "; ".join(f"{s} {t['version']} {t['cipher']} ALPN {t['alpn']}" for s, t in tls.items()))
+    for r in out["kept_despite"]:
+        L.append(f"\n- kept although disturbed: round {r['round']} {r['setup']}: {r['kept_despite']}")
+    md = "\n".join(L) + "\n"
+    with open(os.path.join(d, "summary.md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def main():
@@ -610,6 +907,31 @@ def main():
     p = sub.add_parser("summarize")
     p.add_argument("dir")
     p.set_defaults(fn=cmd_summarize)
+    p = sub.add_parser("hs")
+    p.add_argument("--runs", required=True)
+    p.add_argument("--round", type=int, required=True)
+    p.add_argument("--setup", required=True)
+    p.add_argument("--pid", type=int, required=True, help="the server process whose CPU is sampled")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--sni", required=True)
+    p.add_argument("--authority", required=True)
+    p.add_argument("--dst-port", type=int, required=True, help="weft-dst-port header (the app port)")
+    p.add_argument("--expect-body", default="hello world\n")
+    p.add_argument("--ca", required=True)
+    p.add_argument("--cert", required=True, help="client chain (leaf first)")
+    p.add_argument("--key", required=True)
+    p.add_argument("--duration", type=float, default=10)
+    p.add_argument("--warmup", type=float, default=2)
+    p.add_argument("--procs", type=int, default=4)
+    p.add_argument("--settle", type=float, default=0.5)
+    p.add_argument("--max-steal", type=float, default=5.0)
+    p.add_argument("--retries", type=int, default=2)
+    p.add_argument("--wait-quiet", type=float, default=0, help="wait up to this many s for compilers to stop")
+    p.set_defaults(fn=cmd_hs)
+    p = sub.add_parser("hs-summarize")
+    p.add_argument("dir")
+    p.set_defaults(fn=cmd_hs_summarize)
     args = ap.parse_args()
     if getattr(args, "cmd", None) and args.cmd and args.cmd[0] == "--":
         args.cmd = args.cmd[1:]

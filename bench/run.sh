@@ -13,6 +13,7 @@
 #                      `weft-controller identity` from a throwaway trust anchor made with `weft identity`)
 # over HTTP/1.1 keep-alive (h1) and HTTP/2 with prior knowledge (h2): oha at fixed rates
 # (latency), wrk / h2load (max rps); then RSS with N idle client connections.
+# TLS handshakes per second per core (mTLS inbound vs HAProxy's): bench/handshakes.sh.
 #
 # Every process runs pinned: load generators on CPU $CLIENT_CPU, nginx and every proxy on
 # $SERVER_CPU; every proxy has one worker thread. Everything listens on 127.0.0.1 only.
