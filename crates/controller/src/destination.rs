@@ -40,7 +40,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch as channel;
-use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
 use weft_api::destination::destination_server::DestinationServer;
@@ -49,7 +48,7 @@ use weft_store::{manifests, MemoryStore, Store};
 
 use crate::admin::{self, Admin, Telemetry};
 use crate::cli::{DestinationArgs, StoreBackend};
-use crate::duration::format_duration;
+use crate::grpc_task::GrpcTask;
 use crate::identity::EX_USAGE;
 use crate::prom::Encoder;
 
@@ -127,9 +126,7 @@ pub struct Running {
     admin_addr: SocketAddr,
     index: channel::Receiver<Arc<Index>>,
     metrics: Arc<DestinationMetrics>,
-    drain: channel::Sender<bool>,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
-    grace: Duration,
+    server: GrpcTask,
     /// Kept so the store lives (and publishes) as long as the service.
     _store: Arc<dyn Store>,
 }
@@ -156,38 +153,13 @@ impl Running {
     }
 
     /// Runs until `signal` resolves (then drains) or the gRPC server fails.
-    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-        tokio::select! {
-            () = signal => {
-                tracing::info!("shutting down");
-                self.shutdown().await;
-                Ok(())
-            }
-            res = &mut self.server => {
-                let _ = self.drain.send(true);
-                match res {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(anyhow::anyhow!("destination gRPC server failed: {e}")),
-                    Err(e) => Err(anyhow::anyhow!("destination gRPC server task failed: {e}")),
-                }
-            }
-        }
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        self.server.run_until(signal).await
     }
 
-    /// Drains: ends every stream, stops accepting, and waits for the server for at most the
-    /// grace period.
-    pub async fn shutdown(mut self) {
-        let _ = self.drain.send(true);
-        match tokio::time::timeout(self.grace, &mut self.server).await {
-            Ok(_) => tracing::debug!("destination gRPC server stopped"),
-            Err(_) => {
-                tracing::warn!(
-                    grace = %format_duration(self.grace),
-                    "destination streams did not end in the grace period; cutting them"
-                );
-                self.server.abort();
-            }
-        }
+    /// Drains and stops (see [`GrpcTask::shutdown`]).
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }
 
@@ -270,9 +242,7 @@ pub async fn start_with_store(
         admin_addr,
         index,
         metrics,
-        drain: drain_tx,
-        server,
-        grace: args.shutdown_grace_period,
+        server: GrpcTask::new("destination", drain_tx, server, args.shutdown_grace_period),
         _store: store,
     })
 }

@@ -30,7 +30,6 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
 use weft_api::identity::identity_server::IdentityServer;
@@ -39,6 +38,7 @@ use weft_pki::{fmt_time, Identity, IdentityError};
 use crate::admin::{self, Admin, Telemetry};
 use crate::cli::IdentityArgs;
 use crate::duration::format_duration;
+use crate::grpc_task::GrpcTask;
 use crate::prom::Encoder;
 use reload::Reloader;
 
@@ -140,9 +140,7 @@ pub struct Running {
     admin_addr: SocketAddr,
     credentials: watch::Receiver<Arc<Credentials>>,
     metrics: Arc<IdentityMetrics>,
-    drain: watch::Sender<bool>,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
-    grace: Duration,
+    server: GrpcTask,
 }
 
 impl Running {
@@ -167,37 +165,13 @@ impl Running {
     }
 
     /// Runs until `signal` resolves (then drains) or the gRPC server fails.
-    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-        tokio::select! {
-            () = signal => {
-                tracing::info!("shutting down");
-                self.shutdown().await;
-                Ok(())
-            }
-            res = &mut self.server => {
-                let _ = self.drain.send(true);
-                match res {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(anyhow::anyhow!("identity gRPC server failed: {e}")),
-                    Err(e) => Err(anyhow::anyhow!("identity gRPC server task failed: {e}")),
-                }
-            }
-        }
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        self.server.run_until(signal).await
     }
 
-    /// Drains: stops accepting, lets in-flight calls finish for at most the grace period.
-    pub async fn shutdown(mut self) {
-        let _ = self.drain.send(true);
-        match tokio::time::timeout(self.grace, &mut self.server).await {
-            Ok(_) => tracing::debug!("identity gRPC server stopped"),
-            Err(_) => {
-                tracing::warn!(
-                    grace = %format_duration(self.grace),
-                    "in-flight identity calls did not finish in the grace period; cutting them"
-                );
-                self.server.abort();
-            }
-        }
+    /// Drains and stops (see [`GrpcTask::shutdown`]).
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }
 
@@ -305,9 +279,7 @@ pub async fn start_with_tokens(
         admin_addr,
         credentials,
         metrics,
-        drain: drain_tx,
-        server,
-        grace: args.shutdown_grace_period,
+        server: GrpcTask::new("identity", drain_tx, server, args.shutdown_grace_period),
     })
 }
 

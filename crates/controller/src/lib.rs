@@ -18,6 +18,7 @@ pub mod admin;
 pub mod cli;
 pub mod destination;
 pub mod duration;
+pub mod grpc_task;
 pub mod identity;
 pub mod prom;
 #[cfg(any(test, feature = "test-util"))]
