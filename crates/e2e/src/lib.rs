@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -47,13 +47,12 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// A free port on 127.0.0.1, chosen outside Linux's ephemeral range (32768-60999) so that client
+/// A free port on `ip`, chosen outside Linux's ephemeral range (32768-60999) so that client
 /// sockets of parallel tests (the 10,000-connection test opens many) cannot take it between this
 /// check and the proxy's bind.
-fn free_port() -> u16 {
+fn free_port_on(ip: IpAddr) -> u16 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::OnceLock;
     // Ports are handed out in sequence from a random start, so one process never gets the same
     // port twice (random picks collided: two listeners of one proxy were given one port).
     static START: OnceLock<u32> = OnceLock::new();
@@ -65,16 +64,32 @@ fn free_port() -> u16 {
     });
     for _ in 0..1000 {
         let port = 20_000 + ((start + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind((ip, port)).is_ok() {
             return port;
         }
     }
-    panic!("no free port in 20000-31999");
+    panic!("no free port in 20000-31999 on {ip}");
 }
 
-/// A free address on 127.0.0.1 (see [`free_port`]).
+/// A free address on 127.0.0.1 (see [`free_port_on`]).
 pub fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+    free_addr_on(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// A free address on `ip` (see [`free_port_on`]).
+pub fn free_addr_on(ip: IpAddr) -> SocketAddr {
+    SocketAddr::new(ip, free_port_on(ip))
+}
+
+/// A loopback address of its own for one workload, as in the local mesh of DESIGN.md:
+/// `127.<a>.<b>.<c>` with `a` derived from the process id (so parallel test processes do not
+/// share addresses) and `b.c` counting up. Any 127/8 address works on Linux without setup.
+pub fn workload_ip() -> IpAddr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let a = 100 + (std::process::id() % 150) as u8;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    IpAddr::from([127, a, (n / 250) as u8, (n % 250 + 1) as u8])
 }
 
 /// Polls `f` until it is true or `timeout` passes (then panics with `what`).
@@ -328,8 +343,41 @@ impl Proxy {
     /// Starts a proxy for service account `sa` with mTLS (identity from `pki`, service at
     /// `identity_addr`), plus `env`. Does not wait for readiness.
     pub fn spawn(pki: &Pki, sa: &str, identity_addr: SocketAddr, env: &[(&str, String)]) -> Proxy {
+        let addrs = (free_addr(), free_addr(), free_addr());
+        Proxy::spawn_at(pki, sa, identity_addr, addrs, env)
+    }
+
+    /// As [`Proxy::spawn`], with every listener on `ip` (a workload's own loopback address, also
+    /// the source of its outgoing connections): the inbound port is 4143 (the mesh's default)
+    /// when it is free there.
+    pub fn spawn_on(
+        pki: &Pki,
+        sa: &str,
+        identity_addr: SocketAddr,
+        ip: IpAddr,
+        env: &[(&str, String)],
+    ) -> Proxy {
+        let default_inbound = SocketAddr::new(ip, 4143);
+        let inbound = if TcpListener::bind(default_inbound).is_ok() {
+            default_inbound
+        } else {
+            free_addr_on(ip)
+        };
+        let addrs = (free_addr_on(ip), inbound, free_addr_on(ip));
+        let mut env_on = vec![("WEFT_PROXY_OUTBOUND_BIND_IP", ip.to_string())];
+        env_on.extend(env.iter().cloned());
+        Proxy::spawn_at(pki, sa, identity_addr, addrs, &env_on)
+    }
+
+    /// As [`Proxy::spawn`], listening on `(outbound, inbound, admin)`.
+    pub fn spawn_at(
+        pki: &Pki,
+        sa: &str,
+        identity_addr: SocketAddr,
+        (outbound, inbound, admin): (SocketAddr, SocketAddr, SocketAddr),
+        env: &[(&str, String)],
+    ) -> Proxy {
         let identity = Pki::identity(sa);
-        let (outbound, inbound, admin) = (free_addr(), free_addr(), free_addr());
         let mut cmd = Command::new(bin("weft-proxy"));
         cmd.env_clear()
             .env("WEFT_PROXY_OUTBOUND_LISTEN_ADDR", outbound.to_string())
@@ -375,11 +423,151 @@ impl Proxy {
 /// Starts `weft-testapp serve` on a free port and waits until it answers.
 pub fn testapp(name: &str, dir: &Path) -> (Proc, SocketAddr) {
     let addr = free_addr();
+    (testapp_at(name, addr, dir, &[]), addr)
+}
+
+/// Starts `weft-testapp serve` on `addr` with extra flags (`--error-rate 0.5`, …) and waits
+/// until it answers.
+pub fn testapp_at(name: &str, addr: SocketAddr, dir: &Path, flags: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("weft-testapp"));
-    cmd.args(["serve", "--listen", &addr.to_string(), "--name", name]);
+    cmd.args(["serve", "--listen", &addr.to_string(), "--name", name])
+        .args(flags);
     let p = Proc::spawn(&format!("app-{name}-{}", addr.port()), cmd, dir);
     wait_for(Duration::from_secs(20), "the testapp to listen", || {
-        http(addr, "GET", "/").is_ok()
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
     });
-    (p, addr)
+    p
+}
+
+/// A running destination service (`weft-controller destination`).
+pub struct Destinationd {
+    pub proc: Proc,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Destinationd {
+    /// Starts the destination service on `listen` with `--manifests manifests` (read once) and
+    /// waits until it is ready. `listen` may be the address of one that was stopped: a restart
+    /// on the same port.
+    pub fn start(dir: &Path, manifests: &Path, listen: SocketAddr) -> Destinationd {
+        let admin = free_addr();
+        let mut cmd = Command::new(bin("weft-controller"));
+        cmd.args([
+            "destination",
+            "--listen",
+            &listen.to_string(),
+            "--admin-listen",
+            &admin.to_string(),
+        ])
+        .arg("--manifests")
+        .arg(manifests);
+        let proc = Proc::spawn(&format!("destination-{}", admin.port()), cmd, dir);
+        let mut d = Destinationd {
+            proc,
+            listen,
+            admin,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(http(d.admin, "GET", "/ready"), Ok((200, _))) {
+            if let Ok(Some(status)) = d.proc.child.try_wait() {
+                panic!(
+                    "the destination service exited ({status}):\n{}",
+                    d.proc.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the destination service was not ready within 30s:\n{}",
+                d.proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        d
+    }
+
+    /// The service's admin metrics.
+    pub fn metrics(&self) -> String {
+        http(self.admin, "GET", "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    /// Kills the process (SIGKILL: no graceful end of the streams) and waits for it.
+    pub fn kill(mut self) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+    }
+}
+
+/// A response to [`proxy_request`]: status, the headers the tests look at, and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// `x-testapp-name`: which backend answered.
+    pub name: String,
+    /// `l5d-proxy-error`: why the proxy answered itself.
+    pub proxy_error: String,
+    pub body: String,
+}
+
+/// Sends one request through an HTTP proxy at `proxy` in absolute-form (`GET http://host/path
+/// HTTP/1.1`), as an explicitly configured HTTP client does, on a new connection that is
+/// closed after the response. `headers` are added (e.g. `x-testapp-status: 500`).
+pub fn proxy_request(
+    proxy: SocketAddr,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Answer> {
+    let host = url
+        .strip_prefix("http://")
+        .and_then(|r| r.split('/').next())
+        .ok_or_else(|| std::io::Error::other(format!("not an http:// URL: {url}")))?;
+    let mut s = TcpStream::connect_timeout(&proxy, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut req = format!("{method} {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Content-Length: 0\r\n\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {text:?}")))?;
+    let header = |name: &str| {
+        head.split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    Ok(Answer {
+        status,
+        name: header("x-testapp-name"),
+        proxy_error: header("l5d-proxy-error"),
+        body: body.to_string(),
+    })
+}
+
+/// The Python of the test venv (`.venv`, created as `.ci/run` does), or `WEFT_TEST_PYTHON`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("WEFT_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = workspace().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python venv at {} (create it as .ci/run does, or set WEFT_TEST_PYTHON)",
+        venv.display()
+    );
+    venv
 }
