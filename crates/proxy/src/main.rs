@@ -86,7 +86,11 @@ fn main() -> ExitCode {
     let (filter, handle) = reload::Layer::new(targets);
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr),
+        )
         .init();
     for var in config::Config::unknown_vars(&env) {
         tracing::warn!(%var, "unknown variable ignored (a typo?)");

@@ -343,6 +343,11 @@ fn held_ports_method_detects_binding() {
     let (status, _, stderr) = run_proxy(cmd);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot listen"), "{stderr}");
+    // Logs that do not go to a terminal are plain text (no ANSI colour codes).
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in the log: {stderr:?}"
+    );
 }
 
 #[test]
