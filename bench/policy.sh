@@ -123,10 +123,10 @@ kind: ServiceProfile
 metadata: {name: $AUTH, namespace: bench}
 spec:
   routes:
-    - {name: POST /api/vote, condition: {method: POST, pathRegex: /api/vote}, isRetryable: false}
-    - {name: GET /api/list, condition: {method: GET, pathRegex: /api/list}, isRetryable: true, timeout: 600ms}
-    - {name: GET /api/emoji/[^/]*, condition: {method: GET, pathRegex: "/api/emoji/[^/]*"}, isRetryable: true, timeout: 1s}
-    - {name: GET /, condition: {all: [{method: GET}, {pathRegex: "/"}]}, isRetryable: true, timeout: 2s}
+    - {name: "POST /api/vote", condition: {method: POST, pathRegex: /api/vote}, isRetryable: false}
+    - {name: "GET /api/list", condition: {method: GET, pathRegex: /api/list}, isRetryable: true, timeout: 600ms}
+    - {name: "GET /api/emoji/{id}", condition: {method: GET, pathRegex: "/api/emoji/[^/]*"}, isRetryable: true, timeout: 1s}
+    - {name: "GET /", condition: {all: [{method: GET}, {pathRegex: "/"}]}, isRetryable: true, timeout: 2s}
   retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 10, ttl: 10s}
 EOF
 taskset -c 0 "$WEFT_CTL" destination --listen 127.0.0.1:$DP --admin-listen 127.0.0.1:$DA \
@@ -183,7 +183,14 @@ for s in direct static policy; do
     [[ $body == "hello world" ]] || { echo "$s $p answered: $body" >&2; exit 1; }
   done
 done
-curl -sf "http://127.0.0.1:$PA/metrics" >/dev/null
+# A manifest the controller could not read would silently measure the default route instead.
+if grep -qE 'problems=[1-9]|policy_errors=[1-9]| ERROR | WARN ' "$TMP/destination.log"; then
+  echo "the destination service reported problems with the manifests:" >&2; cat "$TMP/destination.log" >&2; exit 1
+fi
+if ! curl -sf "http://127.0.0.1:$POA/metrics" | grep -q 'route="GET /api/emoji/{id}"'; then
+  echo "the policy proxy did not use the profile's route:" >&2
+  curl -sf "http://127.0.0.1:$POA/metrics" | grep '^route_request_total' >&2; exit 1
+fi
 echo "all setups answer; results in $OUT"
 
 SETUPS=(direct static policy)

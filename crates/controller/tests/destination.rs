@@ -11,7 +11,8 @@ use tonic::Code;
 use weft_api::destination::policy_update::Update as P;
 use weft_api::destination::update::Update as U;
 use weft_api::destination::{
-    AddSet, MeshedProxy, PolicySource, PolicyUpdate, ProtocolHint, ServicePolicy, Update,
+    AddSet, FailureAccrual, MeshedProxy, PolicySource, PolicyUpdate, ProtocolHint, ServicePolicy,
+    Update,
 };
 use weft_controller::destination::index::wait_for_revision;
 use weft_controller::destination::metrics::{Call, UpdateKind};
@@ -463,6 +464,71 @@ async fn a_policy_is_not_sent_again_when_unrelated_objects_change() {
     assert_ne!(p, first);
     assert_eq!(p.routes[0].timeouts.as_ref().unwrap().request_ms, 7_000);
     assert_eq!(running.metrics().sent_total(UpdateKind::Policy), 2 + 5 + 1);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn failure_accrual_annotations_reach_get_policy() {
+    let annotated = |annotations: &str| {
+        service_yaml("shop", "web", 80, 8080).replace(
+            "namespace: shop}",
+            &format!("namespace: shop, annotations: {{{annotations}}}}}"),
+        )
+    };
+    let store = Arc::new(MemoryStore::new());
+    apply(
+        &store,
+        &annotated(
+            "balancer.linkerd.io/failure-accrual: consecutive, \
+             balancer.linkerd.io/failure-accrual-consecutive-max-failures: '3', \
+             balancer.linkerd.io/failure-accrual-consecutive-min-penalty: 250ms, \
+             balancer.linkerd.io/failure-accrual-consecutive-jitter-ratio: '0.2'",
+        ),
+    );
+    let running = start(store.clone()).await;
+    let mut c = client(running.grpc_addr()).await;
+    let mut web = c
+        .get_policy(request("web.shop:80"))
+        .await
+        .unwrap()
+        .into_inner();
+    let p = policy(next(&mut web).await);
+    assert_eq!(
+        p.failure_accrual,
+        Some(FailureAccrual {
+            consecutive_failures: 3,
+            min_backoff_ms: 250,
+            max_backoff_ms: 60_000,
+        }),
+        "max penalty defaults to Linkerd's 1m"
+    );
+
+    // A bad value turns it off (and the rest of the policy is still served)…
+    apply(
+        &store,
+        &annotated(
+            "balancer.linkerd.io/failure-accrual: consecutive, \
+             balancer.linkerd.io/failure-accrual-consecutive-max-penalty: forever",
+        ),
+    );
+    let p = policy(next(&mut web).await);
+    assert_eq!(p.failure_accrual, None);
+    assert_eq!(p.routes.len(), 1);
+
+    // …and the defaults apply to the mode alone.
+    apply(
+        &store,
+        &annotated("balancer.linkerd.io/failure-accrual: consecutive"),
+    );
+    let p = policy(next(&mut web).await);
+    assert_eq!(
+        p.failure_accrual,
+        Some(FailureAccrual {
+            consecutive_failures: 7,
+            min_backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+        })
+    );
     running.shutdown().await;
 }
 

@@ -9,7 +9,9 @@
 //! `timeout`) and the timeout group (`request`, `response`, `idle`). When a route carries any
 //! annotation of a group, the Service's annotations of that group are not used for it.
 
-use crate::duration::{parse_duration, DurationError};
+pub mod accrual;
+
+use crate::duration::{format_duration, parse_duration, DurationError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -102,6 +104,43 @@ pub enum AnnotationError {
         value: String,
         /// The words that are accepted.
         expected: &'static str,
+    },
+    /// `balancer.linkerd.io/failure-accrual` that is not `consecutive`.
+    #[error(
+        "{value:?} is not a failure accrual mode: expected consecutive (the only one Linkerd has)"
+    )]
+    NotAnAccrualMode {
+        /// The value as written.
+        value: String,
+    },
+    /// A number of consecutive failures that is not a whole number of at least 1.
+    #[error(
+        "{value:?} is not a number of failures: expected a whole number of at least 1, like 7"
+    )]
+    NotAFailureCount {
+        /// The value as written.
+        value: String,
+    },
+    /// A jitter ratio that is not a number from 0 to 100.
+    #[error("{value:?} is not a jitter ratio: expected a number from 0 to 100, like 0.5")]
+    NotAJitterRatio {
+        /// The value as written.
+        value: String,
+    },
+    /// A maximum penalty of zero.
+    #[error("the maximum penalty cannot be zero")]
+    ZeroPenalty,
+    /// A minimum penalty longer than the maximum.
+    #[error(
+        "the minimum penalty {} is longer than the maximum penalty {}",
+        format_duration(*.min),
+        format_duration(*.max)
+    )]
+    PenaltyOrder {
+        /// The minimum penalty.
+        min: Duration,
+        /// The maximum penalty.
+        max: Duration,
     },
     /// A duration that cannot be read.
     #[error(transparent)]

@@ -18,6 +18,10 @@
 //! Linkerd's default of 20% plus 10 retries a second over 10 s. (Linkerd gives annotation
 //! retries no budget at all.)
 //!
+//! Failure accrual comes from the Service's `balancer.linkerd.io/failure-accrual*` annotations
+//! and applies to every port, whatever the routes came from (it is a property of the
+//! endpoints, not of the routes); a bad value turns it off for the Service, as in Linkerd.
+//!
 //! A bad annotation value is an error naming the object and the annotation; the route is kept,
 //! without the setting (a retry group with a bad value turns retries off for that object,
 //! never on with guessed conditions).
@@ -25,6 +29,9 @@
 mod references;
 mod routes;
 
+use crate::annotations::accrual::{
+    failure_accrual_annotations, unused_accrual_annotations, FAILURE_ACCRUAL,
+};
 use crate::annotations::{
     retry_annotations, timeout_annotations, unknown_policy_annotations, Group, RetryAnnotations,
     StatusRange, TimeoutAnnotations, DEFAULT_RETRY_LIMIT, RETRY_ANNOTATIONS, TIMEOUT_ANNOTATIONS,
@@ -33,8 +40,8 @@ use crate::error::{ErrorClass, ModelError};
 use crate::httproute::HttpRouteSpec;
 use crate::object::{Object, Resource};
 use crate::policy::{
-    Backend, Override, Policies, PolicySource, RequestMatch, RetryBudget, RetryPolicy, Route,
-    ServicePolicy, ServiceRef, Timeouts,
+    Backend, FailureAccrual, Override, Policies, PolicySource, RequestMatch, RetryBudget,
+    RetryPolicy, Route, ServicePolicy, ServiceRef, Timeouts,
 };
 use crate::profile::ServiceProfileSpec;
 use crate::service::{ServicePort, ServiceSpec};
@@ -114,6 +121,8 @@ pub(crate) struct PolicyAnnotations {
     timeouts: Group<TimeoutAnnotations>,
     /// The policy annotations present, for [`Override::annotations`].
     keys: Vec<String>,
+    /// A Service's failure accrual (always `None` for HTTPRoutes).
+    failure_accrual: Option<FailureAccrual>,
 }
 
 impl PolicyAnnotations {
@@ -157,6 +166,7 @@ impl PolicyAnnotations {
                 ),
             ));
         }
+        let failure_accrual = Self::read_accrual(object, errors, warnings);
         let retry = match retry {
             Group::Absent => Group::Absent,
             Group::Present(_) if !invalid_retry.is_empty() => Group::Present(None),
@@ -172,7 +182,67 @@ impl PolicyAnnotations {
             retry,
             timeouts,
             keys,
+            failure_accrual,
         }
+    }
+
+    /// The `balancer.linkerd.io/failure-accrual*` annotations: read on a Service, reported as
+    /// unused anywhere else (Linkerd reads them on Services only).
+    fn read_accrual(
+        object: &Object,
+        errors: &mut Vec<ModelError>,
+        warnings: &mut Vec<ModelError>,
+    ) -> Option<FailureAccrual> {
+        let annotations = &object.metadata.annotations;
+        let field = |key: &str| format!("metadata.annotations[{key}]");
+        if !matches!(object.resource, Resource::Service(_)) {
+            for key in annotations
+                .keys()
+                .filter(|k| k.starts_with("balancer.linkerd.io/"))
+            {
+                warnings.push(object_error(
+                    ErrorClass::Annotation,
+                    object,
+                    &field(key),
+                    format!(
+                        "ignored: failure accrual is configured on the Service, not on {}s",
+                        object.kind()
+                    ),
+                ));
+            }
+            return None;
+        }
+        let (accrual, invalid) = failure_accrual_annotations(annotations);
+        for bad in &invalid {
+            errors.push(object_error(
+                ErrorClass::Annotation,
+                object,
+                &field(bad.annotation),
+                format!(
+                    "{}; failure accrual is turned off for this Service",
+                    bad.error
+                ),
+            ));
+        }
+        for key in unused_accrual_annotations(annotations) {
+            let message = if key.starts_with("balancer.linkerd.io/failure-accrual-consecutive-")
+                && !annotations.contains_key(FAILURE_ACCRUAL)
+            {
+                format!("ignored: failure accrual is off without {FAILURE_ACCRUAL}: consecutive")
+            } else {
+                format!(
+                    "unknown annotation, ignored: Linkerd's are {}",
+                    crate::annotations::accrual::FAILURE_ACCRUAL_ANNOTATIONS.join(", ")
+                )
+            };
+            warnings.push(object_error(
+                ErrorClass::Annotation,
+                object,
+                &field(key),
+                message,
+            ));
+        }
+        accrual
     }
 }
 
@@ -360,6 +430,7 @@ impl<'a> Index<'a> {
             routes: Vec::new(),
             backends: vec![self_backend],
             retry_budget,
+            failure_accrual: service_annotations.and_then(|a| a.failure_accrual.clone()),
             overridden: Vec::new(),
         };
 

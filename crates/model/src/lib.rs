@@ -11,7 +11,8 @@
 //!   a weight: …`); a bad document never takes down the others.
 //! - [`compile`] turns objects into [`Policies`]: for every Service port, keyed by its FQDN
 //!   authority, the ordered routes with their conditions, retries (conditions, limit, per-try
-//!   timeout), timeouts, response classes, the retry budget and weighted backends — and what
+//!   timeout), timeouts, response classes, the retry budget, failure accrual
+//!   (`balancer.linkerd.io/failure-accrual*`) and weighted backends — and what
 //!   was overridden by what, so `weft check` can tell users why an annotation does nothing.
 //! - [`annotations`] and [`duration`] parse annotation values forgivingly (`"5xx, 429"`,
 //!   `1m30s`) with precise errors.
@@ -44,7 +45,7 @@ pub use meta::ObjectMeta;
 pub use object::{Kind, Object, Resource};
 pub use parse::{parse_bytes, parse_documents};
 pub use policy::{
-    Backend, Override, Policies, PolicySource, RequestMatch, RetryBudget, RetryPolicy, Route,
-    ServicePolicy, Timeouts,
+    Backend, FailureAccrual, Override, Policies, PolicySource, RequestMatch, RetryBudget,
+    RetryPolicy, Route, ServicePolicy, Timeouts,
 };
 pub use split::parse_weight;

@@ -77,6 +77,10 @@ pub struct ServicePolicy {
     pub backends: Vec<Backend>,
     /// The budget every retry of this service withdraws from.
     pub retry_budget: RetryBudget,
+    /// Per-endpoint circuit breaking, from the Service's `balancer.linkerd.io/failure-accrual*`
+    /// annotations; `None` (off) without them. It applies whatever the routes came from.
+    #[serde(default)]
+    pub failure_accrual: Option<FailureAccrual>,
     /// Configuration that exists but is not used because something else takes precedence.
     pub overridden: Vec<Override>,
 }
@@ -278,6 +282,23 @@ impl Default for RetryBudget {
             ttl: Duration::from_secs(10),
         }
     }
+}
+
+/// Consecutive-failure accrual (Linkerd's `consecutive` mode): an endpoint that fails
+/// `max_failures` requests in a row leaves the load balancer; after `min_penalty` it gets one
+/// probe request, and each failed probe doubles the penalty up to `max_penalty`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailureAccrual {
+    /// Failures in a row that eject an endpoint (at least 1).
+    pub max_failures: u32,
+    /// The first penalty.
+    #[serde(with = "duration::serde_req")]
+    pub min_penalty: Duration,
+    /// The longest penalty (never shorter than `min_penalty`).
+    #[serde(with = "duration::serde_req")]
+    pub max_penalty: Duration,
+    /// Linkerd's jitter ratio, kept for `weft check`; proxies do not apply it.
+    pub jitter_ratio: f64,
 }
 
 /// A response class: responses matching `condition` are failures (or successes).

@@ -6,7 +6,9 @@ mod common;
 use common::{parse_ok, policy, request, service, stream};
 use std::time::Duration;
 use weft_model::policy::{PathMatch, RequestInfo, RequestMatch, ServiceRef, ValueMatch};
-use weft_model::{compile, ErrorClass, GrpcCode, Override, PolicySource, RetryBudget, StatusRange};
+use weft_model::{
+    compile, ErrorClass, FailureAccrual, GrpcCode, Override, PolicySource, RetryBudget, StatusRange,
+};
 
 const WEB_SVC_ANNOTATED: &str = r#"apiVersion: v1
 kind: Service
@@ -601,4 +603,137 @@ fn the_policy_serializes_to_json_and_back() {
         Err(e) => panic!("deserialize: {e}"),
     };
     assert_eq!(back, policies);
+}
+
+const WEB_SVC_ACCRUAL: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web-svc
+  namespace: emojivoto
+  annotations:
+    balancer.linkerd.io/failure-accrual: consecutive
+    balancer.linkerd.io/failure-accrual-consecutive-max-failures: "3"
+    balancer.linkerd.io/failure-accrual-consecutive-min-penalty: 500ms
+spec:
+  selector: {app: web-svc}
+  ports:
+    - {name: http, port: 80, targetPort: 8080}
+    - {name: admin, port: 9990}
+"#;
+
+#[test]
+fn failure_accrual_from_service_annotations_on_every_port_and_source() {
+    let objects = parse_ok(
+        "web.yaml",
+        &stream(&[
+            WEB_SVC_ACCRUAL,
+            WEB_PROFILE,
+            &service("emojivoto", "emoji-svc", 8080),
+        ]),
+    );
+    let policies = compile(&objects);
+    assert!(policies.errors.is_empty(), "{:?}", policies.errors);
+    assert!(policies.warnings.is_empty(), "{:?}", policies.warnings);
+    let expected = Some(FailureAccrual {
+        max_failures: 3,
+        min_penalty: Duration::from_millis(500),
+        max_penalty: Duration::from_secs(60),
+        jitter_ratio: 0.5,
+    });
+    let web = policy(&policies, "web-svc.emojivoto.svc.cluster.local:80");
+    assert_eq!(
+        web.source,
+        PolicySource::ServiceProfile,
+        "a profile's routes win…"
+    );
+    assert_eq!(
+        web.failure_accrual, expected,
+        "…but accrual is the Service's"
+    );
+    assert!(
+        web.overridden.is_empty(),
+        "accrual annotations are not reported as overridden: {:?}",
+        web.overridden
+    );
+    let admin = policy(&policies, "web-svc.emojivoto.svc.cluster.local:9990");
+    assert_eq!(admin.failure_accrual, expected);
+    let emoji = policy(&policies, "emoji-svc.emojivoto.svc.cluster.local:8080");
+    assert_eq!(emoji.failure_accrual, None, "off without annotations");
+
+    let json = match serde_json::to_value(web) {
+        Ok(v) => v,
+        Err(e) => panic!("serialize: {e}"),
+    };
+    assert_eq!(json["failure_accrual"]["min_penalty"], "500ms");
+    assert_eq!(json["failure_accrual"]["max_penalty"], "1m");
+}
+
+#[test]
+fn bad_failure_accrual_annotations_turn_it_off_and_name_the_annotation() {
+    let svc = WEB_SVC_ACCRUAL.replace("\"3\"", "three");
+    let route = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: web-api
+  namespace: emojivoto
+  annotations:
+    balancer.linkerd.io/failure-accrual: consecutive
+spec:
+  parentRefs: [{name: web-svc, kind: Service, group: core, port: 80}]
+  rules:
+    - matches: [{path: {value: /api}}]
+"#;
+    let objects = parse_ok("web.yaml", &stream(&[&svc, route]));
+    let policies = compile(&objects);
+    let errors: Vec<_> = policies.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        vec![
+            r#"web.yaml:1: Service emojivoto/web-svc: metadata.annotations[balancer.linkerd.io/failure-accrual-consecutive-max-failures]: "three" is not a number of failures: expected a whole number of at least 1, like 7; failure accrual is turned off for this Service"#
+        ]
+    );
+    assert!(policies
+        .errors
+        .iter()
+        .all(|e| e.class == ErrorClass::Annotation));
+    let warnings: Vec<_> = policies.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        vec!["web.yaml:16 (document 2): HTTPRoute emojivoto/web-api: metadata.annotations[balancer.linkerd.io/failure-accrual]: ignored: failure accrual is configured on the Service, not on HTTPRoutes"]
+    );
+    let web = policy(&policies, "web-svc.emojivoto.svc.cluster.local:80");
+    assert_eq!(web.failure_accrual, None, "off rather than guessed");
+    assert_eq!(web.routes.len(), 1, "the rest of the policy is served");
+
+    // Tuning without the mode, and a typo, are warnings.
+    let svc = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web-svc
+  namespace: emojivoto
+  annotations:
+    balancer.linkerd.io/failure-accrual-consecutive-max-failures: "3"
+    balancer.linkerd.io/failure-acrual: consecutive
+spec:
+  ports: [{port: 80}]
+"#;
+    let policies = compile(&parse_ok("svc.yaml", svc));
+    assert!(policies.errors.is_empty(), "{:?}", policies.errors);
+    let warnings: Vec<_> = policies
+        .warnings
+        .iter()
+        .map(|w| w.message.as_str())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].starts_with("ignored: failure accrual is off without balancer.linkerd.io/failure-accrual: consecutive"), "{warnings:?}");
+    assert!(
+        warnings[1].starts_with(
+            "unknown annotation, ignored: Linkerd's are balancer.linkerd.io/failure-accrual, "
+        ),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        policy(&policies, "web-svc.emojivoto.svc.cluster.local:80").failure_accrual,
+        None
+    );
 }

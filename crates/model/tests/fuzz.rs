@@ -3,6 +3,10 @@
 //! Nothing may panic, and what parses must satisfy simple invariants.
 
 use std::time::Duration;
+use weft_model::annotations::accrual::{
+    failure_accrual_annotations, parse_jitter_ratio, parse_max_failures, FAILURE_ACCRUAL,
+    FAILURE_ACCRUAL_MAX_FAILURES, FAILURE_ACCRUAL_MAX_PENALTY, FAILURE_ACCRUAL_MIN_PENALTY,
+};
 use weft_model::{
     compile, format_duration, parse_documents, parse_duration, parse_grpc_retry_conditions,
     parse_http_retry_conditions, parse_retry_limit, parse_weight,
@@ -92,6 +96,29 @@ fn annotation_and_duration_parsers_never_panic() {
         }
         let _ = parse_retry_limit(&s);
         let _ = parse_weight(&s);
+        if let Ok(n) = parse_max_failures(&s) {
+            assert!(n >= 1, "{s:?}");
+        }
+        if let Ok(r) = parse_jitter_ratio(&s) {
+            assert!((0.0..=100.0).contains(&r), "{s:?}");
+        }
+        let t = rng.string(ANNOTATION_ALPHABET, 12);
+        let annotations: std::collections::BTreeMap<String, String> = [
+            (FAILURE_ACCRUAL, "consecutive"),
+            (FAILURE_ACCRUAL_MAX_FAILURES, s.as_str()),
+            (FAILURE_ACCRUAL_MIN_PENALTY, s.as_str()),
+            (FAILURE_ACCRUAL_MAX_PENALTY, t.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let (Some(a), _) = failure_accrual_annotations(&annotations) {
+            assert!(
+                a.max_failures >= 1 && a.min_penalty <= a.max_penalty,
+                "{s:?} {t:?}"
+            );
+            assert!(!a.max_penalty.is_zero(), "{t:?}");
+        }
         if let Ok(d) = parse_duration(&s) {
             // What parses formats to something that parses back to the same duration.
             assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{s:?}");
@@ -110,6 +137,8 @@ fn any_bytes_through_the_parsers() {
         let _ = parse_grpc_retry_conditions(&s);
         let _ = parse_duration(&s);
         let _ = parse_weight(&s);
+        let _ = parse_max_failures(&s);
+        let _ = parse_jitter_ratio(&s);
     }
 }
 

@@ -133,6 +133,7 @@ impl HttpProxy {
             authority: request_authority(&req).unwrap_or(fallback_authority),
             target_addr: String::new(),
             tls: conn.tls.clone(),
+            dst: Default::default(),
         };
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             tracing::warn!("too many requests in flight, shedding load");
@@ -244,6 +245,7 @@ impl HttpProxy {
         if let Some(upstream) = &outcome.upstream {
             labels.target_addr = upstream.addr().to_string();
             labels.tls = self.outbound_tls(upstream);
+            labels.dst = outcome.dst.clone();
             self.metrics.request_total.get(&labels).inc();
         }
         match outcome.result {

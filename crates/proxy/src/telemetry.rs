@@ -57,6 +57,77 @@ impl Tls {
     }
 }
 
+/// The metric labels the destination service gave the endpoint a request went to, exported
+/// as Linkerd does: `namespace` becomes `dst_namespace`, `pod` `dst_pod`, and so on.
+///
+/// Only the keys in [`DstLabels::KEYS`] are kept (the control plane's labels must not be able
+/// to add arbitrary series), in that order; empty values are left out and long ones cut to
+/// [`DstLabels::MAX_VALUE_LEN`] bytes. They are the endpoint's, so they add no series beyond
+/// `target_addr`'s. Built once per endpoint update, shared by every request to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DstLabels(Option<Arc<[DstLabel]>>);
+
+/// One exported label: its name (`dst_pod`) and value.
+type DstLabel = (&'static str, Box<str>);
+
+impl DstLabels {
+    /// Destination-service label → exported label. The set-level `namespace` and `service`,
+    /// and the endpoint's workload (Linkerd's workload kinds, and Weft's `external_workload`).
+    pub const KEYS: [(&'static str, &'static str); 11] = [
+        ("namespace", "dst_namespace"),
+        ("service", "dst_service"),
+        ("pod", "dst_pod"),
+        ("external_workload", "dst_external_workload"),
+        ("serviceaccount", "dst_serviceaccount"),
+        ("deployment", "dst_deployment"),
+        ("statefulset", "dst_statefulset"),
+        ("daemonset", "dst_daemonset"),
+        ("replicaset", "dst_replicaset"),
+        ("job", "dst_job"),
+        ("cronjob", "dst_cronjob"),
+    ];
+
+    /// Longest value kept, in bytes (a Kubernetes name's limit).
+    pub const MAX_VALUE_LEN: usize = 253;
+
+    /// The exported labels of an endpoint's metric labels.
+    pub fn from_metric_labels(labels: &std::collections::BTreeMap<String, String>) -> Self {
+        let kept: Vec<DstLabel> = Self::KEYS
+            .iter()
+            .filter_map(|(from, to)| {
+                let value = labels.get(*from)?.trim();
+                if value.is_empty() {
+                    return None;
+                }
+                let mut end = value.len().min(Self::MAX_VALUE_LEN);
+                while !value.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Some((*to, Box::from(&value[..end])))
+            })
+            .collect();
+        if kept.is_empty() {
+            DstLabels(None)
+        } else {
+            DstLabels(Some(kept.into()))
+        }
+    }
+
+    /// The labels, as exported.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.0
+            .iter()
+            .flat_map(|l| l.iter())
+            .map(|(k, v)| (*k, v.as_ref()))
+    }
+
+    fn encode(&self, out: &mut LabelWriter<'_>) {
+        for (k, v) in self.iter() {
+            out.label(k, v);
+        }
+    }
+}
+
 /// Labels shared by request metrics.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RequestLabels {
@@ -64,6 +135,9 @@ pub struct RequestLabels {
     pub authority: String,
     pub target_addr: String,
     pub tls: Tls,
+    /// The discovered endpoint's `dst_*` labels (outbound requests through a service policy;
+    /// empty otherwise).
+    pub dst: DstLabels,
 }
 
 impl EncodeLabels for RequestLabels {
@@ -72,6 +146,7 @@ impl EncodeLabels for RequestLabels {
         out.label("authority", &self.authority);
         out.label("target_addr", &self.target_addr);
         self.tls.encode(out);
+        self.dst.encode(out);
     }
 }
 
@@ -255,4 +330,69 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn dst_labels_keep_known_keys_in_a_fixed_order() {
+        let dst = DstLabels::from_metric_labels(&labels(&[
+            ("pod", "web-1"),
+            ("service", "web"),
+            ("namespace", "shop"),
+            ("deployment", "web"),
+            ("serviceaccount", "web-sa"),
+            ("external_workload", "web-1"),
+            ("zone_secret_thing", "nope"),
+            ("job", "  "),
+        ]));
+        assert_eq!(
+            dst.iter().collect::<Vec<_>>(),
+            vec![
+                ("dst_namespace", "shop"),
+                ("dst_service", "web"),
+                ("dst_pod", "web-1"),
+                ("dst_external_workload", "web-1"),
+                ("dst_serviceaccount", "web-sa"),
+                ("dst_deployment", "web"),
+            ],
+            "unknown keys and empty values are dropped"
+        );
+        assert_eq!(
+            DstLabels::from_metric_labels(&BTreeMap::new()),
+            DstLabels::default()
+        );
+        let long = "é".repeat(200);
+        let cut = DstLabels::from_metric_labels(&labels(&[("pod", &long)]));
+        let (_, v) = cut.iter().next().unwrap_or_else(|| unreachable!());
+        assert!(v.len() <= DstLabels::MAX_VALUE_LEN && v.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn request_labels_end_with_the_dst_labels() {
+        let family: Family<RequestLabels, Counter> = Family::new("request_total", "Requests.");
+        let request = RequestLabels {
+            direction: Direction::Outbound,
+            authority: "web.shop.svc.cluster.local:80".into(),
+            target_addr: "10.0.0.1:8080".into(),
+            tls: Tls::NoIdentity("not_meshed"),
+            dst: DstLabels::from_metric_labels(&labels(&[("namespace", "shop"), ("pod", "we\"b")])),
+        };
+        family.get(&request).inc();
+        let mut text = String::new();
+        family.encode(&mut text);
+        assert!(
+            text.contains(r#"tls="no_identity",no_tls_reason="not_meshed",dst_namespace="shop",dst_pod="we\"b"} 1"#),
+            "{text}"
+        );
+    }
 }

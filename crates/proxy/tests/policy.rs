@@ -131,6 +131,10 @@ impl MeshedApp {
     }
 }
 
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn counter(proxy: &Proxy, name: &str, labels: &[&str]) -> f64 {
     proxy.metric_sum(name, labels)
 }
@@ -639,6 +643,12 @@ async fn http_route_misses_are_404_and_metrics_pass_promtool() {
         ),
         1.0
     );
+    assert_promtool_clean(&text);
+    let _ = StatusCode::OK;
+}
+
+/// `promtool check metrics` finds nothing but the `_ms` unit names Linkerd uses.
+fn assert_promtool_clean(text: &str) {
     support::require_tool("promtool");
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -660,5 +670,178 @@ async fn http_route_misses_are_404_and_metrics_pass_promtool() {
         .filter(|l| !l.ends_with("metric names should not contain abbreviated units"))
         .collect();
     assert!(findings.is_empty(), "promtool: {report}");
-    let _ = StatusCode::OK;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_accrual_ejects_a_failing_endpoint_then_probes_it() {
+    let cp = ControlPlane::start(CpState::default());
+    // The failing endpoint answers at once, the healthy one in 5 ms: whenever the failing one
+    // is available, P2C prefers it, so its ejection (not its latency) is what keeps it idle.
+    let good = app("good", 5);
+    let bad = TestApp::start(weft_testapp::ServerConfig {
+        name: "bad".to_string(),
+        status: 500,
+        ..Default::default()
+    });
+    cp.state
+        .set_endpoints(SVC, vec![endpoint(good.addr), endpoint(bad.addr)]);
+    let mut p = policy(SVC, pb::PolicySource::Default, vec![]);
+    p.failure_accrual = Some(pb::FailureAccrual {
+        consecutive_failures: 3,
+        min_backoff_ms: 600,
+        max_backoff_ms: 60_000,
+    });
+    cp.state.set_policy(SVC, p);
+    let proxy = proxy_with(&cp);
+    let mut c = Client::new(proxy.outbound);
+
+    // Sequential requests, each with the time its answer came back.
+    let mut answers: Vec<(Instant, String)> = Vec::new();
+    let mut ejected_at = None;
+    let mut probe_at = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let a = c.get(SVC, "/").await;
+        let now = Instant::now();
+        match a.name.as_str() {
+            "good" => assert_eq!(a.status, 200, "{a:?}"),
+            "bad" => assert_eq!(a.status, 500, "{a:?}"),
+            _ => panic!("{a:?}"),
+        }
+        let bad_so_far =
+            answers.iter().filter(|(_, n)| n == "bad").count() + usize::from(a.name == "bad");
+        if a.name == "bad" {
+            match (bad_so_far, ejected_at, probe_at) {
+                (3, None, _) => ejected_at = Some(now),
+                (4, Some(_), None) => probe_at = Some(now),
+                _ => {}
+            }
+        }
+        answers.push((now, a.name));
+        if probe_at.is_some_and(|t| now >= t + Duration::from_millis(1100)) {
+            break;
+        }
+        if ejected_at.is_some() && probe_at.is_none() && answers.len() % 20 == 0 {
+            // While ejected, the balancer counts it as pending.
+            let pending = counter(
+                &proxy,
+                "balancer_endpoints",
+                &["endpoint_state=\"pending\""],
+            );
+            assert_eq!(pending, 1.0);
+        }
+    }
+    let ejected_at = ejected_at.expect("the failing endpoint was never ejected");
+    let probe_at = probe_at.expect("the failing endpoint was never probed");
+    let bad_between = |from: Instant, to: Instant| {
+        answers
+            .iter()
+            .filter(|(t, n)| n == "bad" && *t > from && *t < to)
+            .count()
+    };
+    let before = answers.iter().take_while(|(t, _)| *t <= ejected_at).count();
+    assert!(before <= 10, "ejected after {before} requests: {answers:?}");
+    // No request during the penalty (600 ms, minus the time the answer took to come back)…
+    let penalty = probe_at - ejected_at;
+    assert!(
+        penalty >= Duration::from_millis(550),
+        "probed {penalty:?} after the ejection"
+    );
+    assert_eq!(bad_between(ejected_at, probe_at), 0);
+    // …then one probe, which failed: the penalty doubles (1.2 s) and nothing else goes there.
+    let after_probe = bad_between(probe_at, probe_at + Duration::from_millis(1100));
+    assert_eq!(after_probe, 0, "{answers:?}");
+    let served_by_good = answers.iter().filter(|(_, n)| n == "good").count();
+    assert!(
+        served_by_good > 50,
+        "the healthy endpoint served {served_by_good}"
+    );
+    assert_eq!(answers.len() - served_by_good, 4, "3 failures and 1 probe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_discovered_endpoints_carry_dst_labels() {
+    let cp = ControlPlane::start(CpState::default());
+    let a = app("web", 0);
+    cp.state
+        .set_metric_labels(SVC, &[("namespace", "test"), ("service", "web-svc")]);
+    let mut ep = endpoint(a.addr);
+    ep.metric_labels = [
+        ("pod", "web-7d9f-abcde"),
+        ("external_workload", "web-1"),
+        ("deployment", "web"),
+        ("serviceaccount", "web-sa"),
+        ("pod_template_hash", "7d9f"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    cp.state.set_endpoints(SVC, vec![ep]);
+    cp.state
+        .set_policy(SVC, policy(SVC, pb::PolicySource::Default, vec![]));
+    let proxy = proxy_with(&cp);
+    let mut c = Client::new(proxy.outbound);
+    for _ in 0..3 {
+        assert_eq!(c.get(SVC, "/").await.status, 200);
+    }
+    assert_eq!(c.get(SVC, "/?status=503").await.status, 503);
+
+    let text = proxy.metrics();
+    let target = format!("target_addr=\"{}\"", a.addr);
+    let dst = [
+        "dst_namespace=\"test\"",
+        "dst_service=\"web-svc\"",
+        "dst_pod=\"web-7d9f-abcde\"",
+        "dst_external_workload=\"web-1\"",
+        "dst_serviceaccount=\"web-sa\"",
+        "dst_deployment=\"web\"",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<String> {
+        let mut labels = vec!["direction=\"outbound\"".to_string(), target.clone()];
+        labels.extend(dst.iter().chain(extra).map(|l| l.to_string()));
+        labels
+    };
+    assert_eq!(
+        metric_sum(&text, "request_total", &refs(&with(&[]))),
+        4.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric_sum(
+            &text,
+            "response_total",
+            &refs(&with(&[
+                "status_code=\"200\"",
+                "classification=\"success\""
+            ]))
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric_sum(
+            &text,
+            "response_total",
+            &refs(&with(&[
+                "status_code=\"503\"",
+                "classification=\"failure\""
+            ]))
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(&text, "response_latency_ms_count", &refs(&with(&[]))),
+        4.0
+    );
+    assert!(
+        !text.contains("pod_template_hash"),
+        "only the known keys are exported"
+    );
+    // Route families stay per route: the endpoint's labels are not multiplied into them.
+    let route_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("route_")).collect();
+    assert!(!route_lines.is_empty());
+    assert!(
+        route_lines.iter().all(|l| !l.contains("dst_pod")),
+        "{route_lines:?}"
+    );
+    assert_promtool_clean(&text);
 }

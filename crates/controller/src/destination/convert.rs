@@ -5,17 +5,18 @@
 //! the wire and a 500µs timeout must not silently become none; `None` becomes 0. Status ranges
 //! and gRPC codes keep their numbers. Every route gets a condition (an always-true `All([])`
 //! when the model says so). Overrides are sent as their sentences (`HTTPRoute emojivoto/web
-//! is ignored because ServiceProfile … takes precedence`). The model has no failure-accrual
-//! configuration yet, so `failure_accrual` stays absent (off) and `fail_fast_ms` 0 (the
-//! proxy's default).
+//! is ignored because ServiceProfile … takes precedence`). Failure accrual maps Linkerd's names
+//! to the wire's (`max_failures` → `consecutive_failures`, penalties → backoffs in ms); its
+//! jitter ratio has no field and is dropped. The model has no fail-fast setting, so
+//! `fail_fast_ms` is 0 (the proxy's default).
 
 use std::time::Duration;
 
 use weft_api::destination as pb;
 use weft_model::policy::{PathMatch, ResponseClass, ResponseMatch, ValueMatch};
 use weft_model::{
-    Backend, PolicySource, RequestMatch, RetryBudget, RetryPolicy, Route, ServicePolicy,
-    StatusRange, Timeouts,
+    Backend, FailureAccrual, PolicySource, RequestMatch, RetryBudget, RetryPolicy, Route,
+    ServicePolicy, StatusRange, Timeouts,
 };
 
 /// The proto of a compiled service policy.
@@ -29,7 +30,7 @@ pub fn service_policy(p: &ServicePolicy) -> pb::ServicePolicy {
         routes: p.routes.iter().map(route).collect(),
         backends: p.backends.iter().map(backend).collect(),
         retry_budget: Some(retry_budget(&p.retry_budget)),
-        failure_accrual: None,
+        failure_accrual: p.failure_accrual.as_ref().map(failure_accrual),
         fail_fast_ms: 0,
         overridden: p.overridden.iter().map(ToString::to_string).collect(),
     }
@@ -162,6 +163,14 @@ fn retry_budget(b: &RetryBudget) -> pb::RetryBudget {
         retry_ratio: b.retry_ratio,
         min_retries_per_second: b.min_retries_per_second,
         ttl_ms: millis(b.ttl),
+    }
+}
+
+fn failure_accrual(a: &FailureAccrual) -> pb::FailureAccrual {
+    pb::FailureAccrual {
+        consecutive_failures: a.max_failures,
+        min_backoff_ms: millis(a.min_penalty),
+        max_backoff_ms: millis(a.max_penalty),
     }
 }
 

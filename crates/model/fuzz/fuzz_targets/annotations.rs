@@ -1,8 +1,10 @@
-//! Retry annotation values (`retry.linkerd.io/http`, `grpc`, `limit`) and TrafficSplit weights:
+//! Retry annotation values (`retry.linkerd.io/http`, `grpc`, `limit`), failure-accrual values
+//! (`balancer.linkerd.io/failure-accrual-consecutive-*`) and TrafficSplit weights:
 //! any text gives a value or an error, never a panic, and what parses is well-formed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use weft_model::annotations::accrual::{parse_jitter_ratio, parse_max_failures};
 use weft_model::{
     parse_grpc_retry_conditions, parse_http_retry_conditions, parse_retry_limit, parse_weight,
 };
@@ -23,4 +25,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = parse_retry_limit(text);
     let _ = parse_weight(text);
+    if let Ok(n) = parse_max_failures(text) {
+        assert!(n >= 1, "{text:?}");
+    }
+    if let Ok(r) = parse_jitter_ratio(text) {
+        assert!((0.0..=100.0).contains(&r), "{text:?}");
+    }
 });

@@ -139,6 +139,7 @@ mod tests {
             authority: "a:80".into(),
             target_addr: "127.0.0.1:80".into(),
             tls: Tls::NoIdentity("disabled"),
+            dst: Default::default(),
         }
     }
 

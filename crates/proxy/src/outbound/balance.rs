@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use super::accrual::{Accrual, AccrualConfig};
 use super::ewma::{p2c, PeakEwma, DEFAULT_DECAY, DEFAULT_RTT};
 use crate::metrics::Gauge;
+use crate::telemetry::DstLabels;
 
 /// How often a waiting request re-checks (an ejected endpoint's backoff may have ended).
 const WAIT_TICK: Duration = Duration::from_millis(50);
@@ -41,7 +42,10 @@ pub struct EndpointSpec {
     pub addr: SocketAddr,
     pub weight: u32,
     pub meshed: Option<MeshedProxy>,
+    /// The destination service's metric labels (the set's and the endpoint's).
     pub labels: BTreeMap<String, String>,
+    /// What of `labels` the request metrics export (`dst_namespace`, `dst_pod`, …).
+    pub dst: DstLabels,
 }
 
 /// A change to the endpoint set, from discovery.
@@ -367,6 +371,7 @@ mod tests {
             weight: 0,
             meshed: None,
             labels: BTreeMap::new(),
+            dst: DstLabels::default(),
         }
     }
 

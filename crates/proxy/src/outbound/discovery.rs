@@ -20,6 +20,7 @@ use super::backoff::Backoff;
 use super::balance::{now, Balancer, EndpointSpec, EndpointUpdate, MeshedProxy};
 use super::policy::Policy;
 use crate::metrics::Counter;
+use crate::telemetry::DstLabels;
 
 /// Bound on connecting to the destination service and on its first answer to a watch.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -222,6 +223,7 @@ fn endpoint_spec(
         addr,
         weight: e.weight,
         meshed,
+        dst: DstLabels::from_metric_labels(&labels),
         labels,
     })
 }
@@ -244,6 +246,7 @@ mod tests {
                             identity: "Web.NS.serviceaccount.identity.weft.cluster.local".into(),
                             authority_override: String::new(),
                         }),
+                        metric_labels: [("pod".to_string(), "web-1".to_string())].into(),
                         ..Default::default()
                     })
                     .collect(),
@@ -267,6 +270,11 @@ mod tests {
             Some("web.ns.serviceaccount.identity.weft.cluster.local")
         );
         assert_eq!(specs[0].labels["namespace"], "ns");
+        assert_eq!(
+            specs[0].dst.iter().collect::<Vec<_>>(),
+            vec![("dst_namespace", "ns"), ("dst_pod", "web-1")],
+            "set and endpoint labels, exported under Linkerd's names"
+        );
         assert!(matches!(
             endpoint_update(add(&["127.0.0.1:80"]), false, "a"),
             Some(EndpointUpdate::Add(_))

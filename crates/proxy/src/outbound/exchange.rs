@@ -27,6 +27,7 @@ use super::{Outbound, ServiceHandle};
 use crate::http::errors::ProxyError;
 use crate::http::{Body, BoxError, HttpProxy, UpstreamKind};
 use crate::server::Target;
+use crate::telemetry::DstLabels;
 
 /// Backoff between attempts: 25 ms, doubling, at most 250 ms, jittered.
 const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(25);
@@ -36,6 +37,9 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(250);
 pub struct Outcome {
     pub result: Result<Response<Body>, ProxyError>,
     pub upstream: Option<UpstreamKind>,
+    /// The `dst_*` labels of the last attempt's endpoint (empty when it was not a discovered
+    /// endpoint).
+    pub dst: DstLabels,
 }
 
 /// Which timeout fired.
@@ -163,6 +167,7 @@ impl Exchange {
             return Outcome {
                 result: Err(ProxyError::NoRoute),
                 upstream: None,
+                dst: DstLabels::default(),
             };
         };
         let route_idx = policy.routes.iter().position(|r| std::ptr::eq(r, route));
@@ -225,9 +230,11 @@ impl Exchange {
         let default_response = self.proxy.settings.response_timeout;
         let mut retries = 0u32;
         let mut last_upstream = None;
-        let fail = |e: ProxyError, upstream: Option<UpstreamKind>| Outcome {
+        let mut last_dst = DstLabels::default();
+        let fail = |e: ProxyError, upstream: Option<UpstreamKind>, dst: &DstLabels| Outcome {
             result: Err(e),
             upstream,
+            dst: dst.clone(),
         };
         loop {
             // Backend (traffic split), then endpoint.
@@ -243,19 +250,23 @@ impl Exchange {
                 Err(Unready::NotFound) => {
                     match self.proxy.fallback_upstream(&self.fallback).await {
                         Ok(u) => (u, None),
-                        Err(e) => return fail(e, last_upstream),
+                        Err(e) => return fail(e, last_upstream, &last_dst),
                     }
                 }
                 Err(Unready::FailFast) => {
                     tracing::info!(dst.authority = %backend, fail_fast = ?policy.fail_fast, "no usable endpoint; failing fast");
-                    return fail(ProxyError::FailFast, last_upstream);
+                    return fail(ProxyError::FailFast, last_upstream, &last_dst);
                 }
                 Err(Unready::Deadline) => {
                     self.count_timeout(labels, Kind::Request);
-                    return fail(ProxyError::RequestTimeout, last_upstream);
+                    return fail(ProxyError::RequestTimeout, last_upstream, &last_dst);
                 }
             };
             last_upstream = Some(upstream.clone());
+            last_dst = endpoint
+                .as_ref()
+                .map(|ep| ep.spec.dst.clone())
+                .unwrap_or_default();
             metrics
                 .route_backend_request_total
                 .get(&OutboundMetrics::extra(labels, "backend", &backend))
@@ -367,7 +378,7 @@ impl Exchange {
                 if let Some(d) = deadline.filter(|d| *d <= wake) {
                     tokio::time::sleep_until(d).await;
                     self.count_timeout(labels, Kind::Request);
-                    return fail(ProxyError::RequestTimeout, last_upstream);
+                    return fail(ProxyError::RequestTimeout, last_upstream, &last_dst);
                 }
                 tokio::time::sleep_until(wake).await;
                 tracing::debug!(dst.authority = %policy.authority, route = %route.name, retry = retries, "retrying");
@@ -397,13 +408,14 @@ impl Exchange {
                     Outcome {
                         result: Ok(Response::from_parts(parts, Body::new(rbody))),
                         upstream: last_upstream,
+                        dst: last_dst,
                     }
                 }
                 Err((e, _)) => {
                     if let (Some(ep), Some(_)) = (&endpoint, &inflight) {
                         balancer.record(ep, true, policy.accrual.as_ref());
                     }
-                    fail(e, last_upstream)
+                    fail(e, last_upstream, &last_dst)
                 }
             };
         }

@@ -18,6 +18,8 @@ use weft_api::destination::destination_server::{Destination, DestinationServer};
 struct Svc {
     endpoints: watch::Sender<Option<Vec<pb::Endpoint>>>,
     policy: watch::Sender<Option<pb::ServicePolicy>>,
+    /// The `AddSet`-level metric labels (`namespace`, `service`).
+    set_labels: Mutex<HashMap<String, String>>,
 }
 
 /// What the control plane knows, shared across restarts.
@@ -36,6 +38,7 @@ impl CpState {
                 Arc::new(Svc {
                     endpoints: watch::channel(None).0,
                     policy: watch::channel(None).0,
+                    set_labels: Mutex::default(),
                 })
             })
             .clone()
@@ -44,6 +47,15 @@ impl CpState {
     /// Sets the endpoints of `authority` (the service exists from now on).
     pub fn set_endpoints(&self, authority: &str, endpoints: Vec<pb::Endpoint>) {
         self.svc(authority).endpoints.send_replace(Some(endpoints));
+    }
+
+    /// Sets the metric labels of every `AddSet` of `authority` sent from now on (set them
+    /// before the endpoints).
+    pub fn set_metric_labels(&self, authority: &str, labels: &[(&str, &str)]) {
+        *self.svc(authority).set_labels.lock().unwrap() = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     }
 
     /// Sets the policy of `authority`.
@@ -68,11 +80,11 @@ fn diff(old: &[pb::Endpoint], new: &[pb::Endpoint]) -> (Vec<String>, Vec<pb::End
     (removed, added)
 }
 
-fn add(endpoints: Vec<pb::Endpoint>) -> pb::Update {
+fn add(endpoints: Vec<pb::Endpoint>, metric_labels: HashMap<String, String>) -> pb::Update {
     pb::Update {
         update: Some(pb::update::Update::Add(pb::AddSet {
             endpoints,
-            metric_labels: HashMap::new(),
+            metric_labels,
         })),
     }
 }
@@ -87,12 +99,14 @@ impl Destination for CpState {
         req: Request<pb::GetDestination>,
     ) -> Result<Response<Self::GetStream>, Status> {
         *self.opened.lock().unwrap().entry("get").or_default() += 1;
-        let mut rx = self.svc(&req.into_inner().authority).endpoints.subscribe();
+        let svc = self.svc(&req.into_inner().authority);
+        let mut rx = svc.endpoints.subscribe();
         let (tx, out) = mpsc::channel(64);
         tokio::spawn(async move {
             let mut last: Option<Vec<pb::Endpoint>> = None;
             loop {
                 let current = rx.borrow_and_update().clone();
+                let labels = svc.set_labels.lock().unwrap().clone();
                 let msgs = match (&last, &current) {
                     (_, None) => vec![pb::update::Update::NoEndpoints(pb::NoEndpoints {
                         exists: false,
@@ -102,7 +116,7 @@ impl Destination for CpState {
                             exists: true,
                         })]
                     }
-                    (None, Some(new)) => add(new.clone()).update.into_iter().collect(),
+                    (None, Some(new)) => add(new.clone(), labels).update.into_iter().collect(),
                     (Some(old), Some(new)) => {
                         let (removed, added) = diff(old, new);
                         let mut m = Vec::new();
@@ -110,7 +124,7 @@ impl Destination for CpState {
                             m.push(pb::update::Update::Remove(pb::RemoveSet { addrs: removed }));
                         }
                         if !added.is_empty() {
-                            m.extend(add(added).update);
+                            m.extend(add(added, labels).update);
                         }
                         m
                     }

@@ -95,6 +95,7 @@ fn sample_policy() -> ServicePolicy {
             min_retries_per_second: 5,
             ttl: Duration::from_secs(10),
         },
+        failure_accrual: None,
         overridden: vec![Override {
             by: "ServiceProfile shop/web.shop.svc.cluster.local".into(),
             ignored: "HTTPRoute shop/web-default".into(),
@@ -137,7 +138,7 @@ fn a_whole_policy_converts_field_by_field() {
     );
     assert_eq!(
         p.failure_accrual, None,
-        "the model has no failure accrual yet"
+        "off unless the Service turns it on"
     );
     assert_eq!(p.fail_fast_ms, 0);
     assert_eq!(
@@ -290,5 +291,39 @@ fn the_spec_profile_compiles_and_converts() {
             budget.ttl_ms
         ),
         (0.1, 5, 10_000)
+    );
+}
+
+#[test]
+fn failure_accrual_converts_to_backoffs_in_milliseconds() {
+    let mut policy = sample_policy();
+    policy.failure_accrual = Some(FailureAccrual {
+        max_failures: 3,
+        min_penalty: Duration::from_micros(250_500),
+        max_penalty: Duration::from_secs(90),
+        jitter_ratio: 0.5,
+    });
+    assert_eq!(
+        service_policy(&policy).failure_accrual,
+        Some(pb::FailureAccrual {
+            consecutive_failures: 3,
+            min_backoff_ms: 251,
+            max_backoff_ms: 90_000,
+        })
+    );
+
+    // From the annotations, with Linkerd's defaults for what is not set.
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\n  annotations:\n    balancer.linkerd.io/failure-accrual: consecutive\n    balancer.linkerd.io/failure-accrual-consecutive-max-penalty: 30s\nspec:\n  ports: [{port: 80}]\n";
+    let (objects, errors) = weft_model::parse_documents("svc.yaml", svc);
+    assert!(errors.is_empty(), "{errors:?}");
+    let policies = weft_model::compile(&objects);
+    let p = service_policy(policies.get("web.shop.svc.cluster.local:80").unwrap());
+    assert_eq!(
+        p.failure_accrual,
+        Some(pb::FailureAccrual {
+            consecutive_failures: 7,
+            min_backoff_ms: 1_000,
+            max_backoff_ms: 30_000,
+        })
     );
 }
