@@ -845,3 +845,183 @@ async fn requests_to_discovered_endpoints_carry_dst_labels() {
     );
     assert_promtool_clean(&text);
 }
+
+/// One request's answer and when it was sent and answered.
+struct Timed {
+    sent: Instant,
+    done: Instant,
+    answer: Answer,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_removal_under_load_fails_no_in_flight_request() {
+    let cp = ControlPlane::start(CpState::default());
+    let (a, b) = (app("a", 0), app("b", 0));
+    cp.state
+        .set_endpoints(SVC, vec![endpoint(a.addr), endpoint(b.addr)]);
+    cp.state
+        .set_policy(SVC, policy(SVC, pb::PolicySource::Default, vec![]));
+    let proxy = proxy_with(&cp);
+    let outbound = proxy.outbound;
+
+    // Every request takes 300 ms at the app, and the 8 workers start staggered over those
+    // 300 ms (not in lockstep), so both endpoints have requests in flight at every moment.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for i in 0..8u64 {
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i * 37)).await;
+            let mut c = Client::new(outbound);
+            let mut out = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let answer = c.get(SVC, "/?latency_ms=300").await;
+                out.push(Timed {
+                    sent,
+                    done: Instant::now(),
+                    answer,
+                });
+            }
+            out
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let removed_at = Instant::now();
+    cp.state.set_endpoints(SVC, vec![endpoint(a.addr)]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let c = app("c", 0);
+    let added_at = Instant::now();
+    cp.state
+        .set_endpoints(SVC, vec![endpoint(a.addr), endpoint(c.addr)]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+
+    let failed: Vec<&Answer> = all
+        .iter()
+        .map(|t| &t.answer)
+        .filter(|a| a.status != 200)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed, e.g. {:?}",
+        failed.len(),
+        all.len(),
+        failed.first()
+    );
+    let named = |name: &str, from: Instant, to: Instant| {
+        all.iter()
+            .filter(|t| t.answer.name == name && t.sent >= from && t.sent < to)
+            .count()
+    };
+    // Requests to `b` were in flight when it was removed (and stayed in flight well past the
+    // moment the proxy applied the removal), and they were answered by `b`.
+    let in_flight_to_b = all
+        .iter()
+        .filter(|t| {
+            t.answer.name == "b"
+                && t.sent < removed_at
+                && t.done > removed_at + Duration::from_millis(100)
+        })
+        .count();
+    assert!(
+        in_flight_to_b >= 1,
+        "no request was in flight to the removed endpoint"
+    );
+    // Once the removal reached the proxy (well within 200 ms), only `a` serves.
+    let settle = Duration::from_millis(200);
+    let far = added_at + Duration::from_secs(3600);
+    assert_eq!(
+        named("b", removed_at + settle, far),
+        0,
+        "the removed endpoint still got requests"
+    );
+    let only_a = named("a", removed_at + settle, added_at);
+    assert!(only_a >= 8, "a served {only_a} after the removal");
+    assert_eq!(
+        all.iter()
+            .filter(|t| t.sent >= removed_at + settle && t.sent < added_at)
+            .count(),
+        only_a,
+        "something other than a answered between removal and addition"
+    );
+    // The new endpoint takes its share.
+    let to_c = named("c", added_at + settle, far);
+    assert!(to_c >= 2, "the new endpoint got {to_c} requests");
+    let after_add = all.iter().filter(|t| t.sent >= added_at + settle).count();
+    assert_eq!(named("a", added_at + settle, far) + to_c, after_add);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_watches_are_shared_and_dropped_when_idle() {
+    let cp = ControlPlane::start(CpState::default());
+    let a = app("web", 0);
+    cp.state.set_endpoints(SVC, vec![endpoint(a.addr)]);
+    cp.state
+        .set_policy(SVC, policy(SVC, pb::PolicySource::Default, vec![]));
+    let idle = Duration::from_secs(1);
+    let proxy = Proxy::start(
+        ProxyEnv::new()
+            .set("WEFT_PROXY_DESTINATION_SVC_ADDR", cp.addr)
+            .set("WEFT_PROXY_DESTINATION_IDLE_TIMEOUT", "1s"),
+    );
+    let state = &cp.state;
+    let watches = |f: fn(&CpState, &'static str, &str) -> usize| {
+        (f(state, "policy", SVC), f(state, "get", SVC))
+    };
+    assert_eq!(watches(CpState::opened_for), (0, 0));
+
+    // 24 concurrent first requests, each on its own connection, overlapping for 200 ms.
+    let outbound = proxy.outbound;
+    let barrier = Arc::new(tokio::sync::Barrier::new(24));
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::new(outbound);
+            c.conn().await;
+            barrier.wait().await;
+            c.get(SVC, "/?latency_ms=200").await
+        }));
+    }
+    for t in tasks {
+        let a = t.await.unwrap();
+        assert_eq!((a.status, a.name.as_str()), (200, "web"), "{a:?}");
+    }
+    assert_eq!(
+        watches(CpState::opened_for),
+        (1, 1),
+        "one GetPolicy and one Get for the authority, shared by all requests"
+    );
+    assert_eq!(watches(CpState::open_now), (1, 1));
+
+    // Idle: both watches are closed after the idle timeout.
+    let idle_from = Instant::now();
+    let deadline = idle_from + idle + Duration::from_secs(15);
+    while watches(CpState::open_now) != (0, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "watches still open after {:?} idle: {:?}",
+            idle_from.elapsed(),
+            watches(CpState::open_now)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        idle_from.elapsed() >= idle / 2,
+        "closed after only {:?}",
+        idle_from.elapsed()
+    );
+    assert_eq!(watches(CpState::opened_for), (1, 1), "nothing reopened");
+
+    // A new request opens them again and is served.
+    let mut c = Client::new(proxy.outbound);
+    let a = c.get(SVC, "/").await;
+    assert_eq!((a.status, a.name.as_str()), (200, "web"), "{a:?}");
+    assert_eq!(watches(CpState::opened_for), (2, 2));
+    assert_eq!(watches(CpState::open_now), (1, 1));
+}

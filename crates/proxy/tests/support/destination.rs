@@ -28,6 +28,41 @@ pub struct CpState {
     services: Arc<Mutex<HashMap<String, Arc<Svc>>>>,
     /// Watches opened, per kind ("get", "policy").
     pub opened: Arc<Mutex<HashMap<&'static str, usize>>>,
+    /// Per (kind, authority): watches opened so far, and watches open now (whose response
+    /// stream the server has not dropped yet: the client has not cancelled it).
+    streams: Arc<Mutex<HashMap<(&'static str, String), StreamCount>>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct StreamCount {
+    opened: usize,
+    open: usize,
+}
+
+/// A response stream that counts itself open until the server drops it (which it does when
+/// the client resets the stream or the connection goes).
+struct Tracked<S> {
+    inner: S,
+    key: (&'static str, String),
+    streams: Arc<Mutex<HashMap<(&'static str, String), StreamCount>>>,
+}
+
+impl<S: tokio_stream::Stream + Unpin> tokio_stream::Stream for Tracked<S> {
+    type Item = S::Item;
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl<S> Drop for Tracked<S> {
+    fn drop(&mut self) {
+        if let Some(c) = self.streams.lock().unwrap().get_mut(&self.key) {
+            c.open -= 1;
+        }
+    }
 }
 
 impl CpState {
@@ -66,6 +101,44 @@ impl CpState {
     pub fn opened(&self, kind: &str) -> usize {
         self.opened.lock().unwrap().get(kind).copied().unwrap_or(0)
     }
+
+    /// `kind` ("get", "policy") watches of `authority` opened so far.
+    pub fn opened_for(&self, kind: &'static str, authority: &str) -> usize {
+        let streams = self.streams.lock().unwrap();
+        streams
+            .get(&(kind, authority.to_string()))
+            .map_or(0, |c| c.opened)
+    }
+
+    /// `kind` ("get", "policy") watches of `authority` open now.
+    pub fn open_now(&self, kind: &'static str, authority: &str) -> usize {
+        let streams = self.streams.lock().unwrap();
+        streams
+            .get(&(kind, authority.to_string()))
+            .map_or(0, |c| c.open)
+    }
+
+    /// Counts a new `kind` watch of `authority` and wraps its response stream.
+    fn track<T: Send + 'static>(
+        &self,
+        kind: &'static str,
+        authority: &str,
+        out: mpsc::Receiver<Result<T, Status>>,
+    ) -> Stream<T> {
+        *self.opened.lock().unwrap().entry(kind).or_default() += 1;
+        let key = (kind, authority.to_string());
+        {
+            let mut streams = self.streams.lock().unwrap();
+            let c = streams.entry(key.clone()).or_default();
+            c.opened += 1;
+            c.open += 1;
+        }
+        Box::pin(Tracked {
+            inner: ReceiverStream::new(out),
+            key,
+            streams: self.streams.clone(),
+        })
+    }
 }
 
 type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
@@ -98,8 +171,8 @@ impl Destination for CpState {
         &self,
         req: Request<pb::GetDestination>,
     ) -> Result<Response<Self::GetStream>, Status> {
-        *self.opened.lock().unwrap().entry("get").or_default() += 1;
-        let svc = self.svc(&req.into_inner().authority);
+        let authority = req.into_inner().authority;
+        let svc = self.svc(&authority);
         let mut rx = svc.endpoints.subscribe();
         let (tx, out) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -140,15 +213,15 @@ impl Destination for CpState {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+        Ok(Response::new(self.track("get", &authority, out)))
     }
 
     async fn get_policy(
         &self,
         req: Request<pb::GetDestination>,
     ) -> Result<Response<Self::GetPolicyStream>, Status> {
-        *self.opened.lock().unwrap().entry("policy").or_default() += 1;
-        let mut rx = self.svc(&req.into_inner().authority).policy.subscribe();
+        let authority = req.into_inner().authority;
+        let mut rx = self.svc(&authority).policy.subscribe();
         let (tx, out) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
@@ -172,7 +245,7 @@ impl Destination for CpState {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+        Ok(Response::new(self.track("policy", &authority, out)))
     }
 }
 
