@@ -127,7 +127,7 @@ impl Outbound {
                     out.sweep();
                 }
             }
-            .instrument(tracing::debug_span!("outbound.sweep")),
+            .instrument(tracing::debug_span!(parent: None, "outbound.sweep")),
         );
         out
     }
@@ -174,7 +174,9 @@ impl Outbound {
             self.destination
                 .clone()
                 .watch_policy(authority.to_string(), tx)
-                .instrument(tracing::info_span!("policy", dst.authority = %authority)),
+                .instrument(
+                    tracing::info_span!(parent: None, "policy", dst.authority = %authority),
+                ),
         );
         let s = Arc::new(ServiceHandle {
             authority: authority.to_string(),
@@ -212,7 +214,9 @@ impl Outbound {
             self.destination
                 .clone()
                 .watch_endpoints(authority.to_string(), balancer.clone())
-                .instrument(tracing::info_span!("endpoints", dst.authority = %authority)),
+                .instrument(
+                    tracing::info_span!(parent: None, "endpoints", dst.authority = %authority),
+                ),
         );
         let b = Arc::new(BalancerHandle {
             balancer,
