@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::duration::parse_duration;
 
@@ -109,11 +109,30 @@ pub struct IdentityArgs {
     pub mesh: MeshArgs,
 }
 
-/// Where the control plane reads resources from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// Where the control plane reads resources from: `memory` or `local:DIR`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreBackend {
     /// In memory, loaded once at start from `--manifests` (no later changes are read).
     Memory,
+    /// A local cluster directory: the manifests in `DIR/manifests`, read at start and watched
+    /// for changes.
+    Local(PathBuf),
+}
+
+impl std::str::FromStr for StoreBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            return Ok(Self::Memory);
+        }
+        match s.strip_prefix("local:") {
+            Some(dir) if !dir.is_empty() => Ok(Self::Local(PathBuf::from(dir))),
+            _ => Err(format!(
+                "{s:?}: expected `memory` or `local:DIR` (a cluster directory)"
+            )),
+        }
+    }
 }
 
 /// `weft-controller destination`.
@@ -135,12 +154,13 @@ pub struct DestinationArgs {
     )]
     pub admin_listen: SocketAddr,
 
-    /// Where resources are read from. Only `memory` exists yet: the objects of `--manifests`,
-    /// read once at start (the watched-directory and Kubernetes stores come later).
+    /// Where resources are read from: `memory` (the objects of `--manifests`, read once at
+    /// start) or `local:DIR` (a cluster directory: the manifests in `DIR/manifests`, watched
+    /// for changes; `--manifests` is not read). The Kubernetes store comes later.
     #[arg(
         long,
         env = "WEFT_DESTINATION_STORE",
-        value_enum,
+        value_name = "memory|local:DIR",
         default_value = "memory"
     )]
     pub store: StoreBackend,
@@ -278,5 +298,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--store"), "{err}");
+        let cli =
+            Cli::try_parse_from(["weft-controller", "destination", "--store=local:/tmp/west"])
+                .unwrap();
+        let Command::Destination(args) = cli.command else {
+            panic!("not destination")
+        };
+        assert_eq!(args.store, StoreBackend::Local(PathBuf::from("/tmp/west")));
+        assert!(Cli::try_parse_from(["weft-controller", "destination", "--store=local:"]).is_err());
     }
 }

@@ -44,7 +44,7 @@ use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
 use weft_api::destination::destination_server::DestinationServer;
 use weft_model::CompileOptions;
-use weft_store::{manifests, MemoryStore, Store};
+use weft_store::{manifests, LocalStore, MemoryStore, Store};
 
 use crate::admin::{self, Admin, Telemetry};
 use crate::cli::{DestinationArgs, StoreBackend};
@@ -74,6 +74,9 @@ pub enum StartError {
     /// `--manifests` names something that cannot be read.
     #[error("--manifests: {0}")]
     Manifests(#[from] manifests::ReadError),
+    /// `--store local:DIR` names a directory that cannot be read.
+    #[error("--store: {0}")]
+    Store(manifests::ReadError),
     /// The cluster domain cannot be part of a DNS name.
     #[error("--cluster-domain {0:?}: expected a DNS domain such as cluster.local")]
     ClusterDomain(String),
@@ -167,8 +170,18 @@ impl Running {
 /// then starts the service on it (see [`start_with_store`]).
 pub async fn start(args: &DestinationArgs) -> Result<Running, StartError> {
     check_cluster_domain(&args.cluster_domain)?;
-    let store: Arc<dyn Store> = match args.store {
+    let store: Arc<dyn Store> = match &args.store {
         StoreBackend::Memory => Arc::new(load_memory_store(args)?),
+        StoreBackend::Local(dir) => {
+            let store = LocalStore::open(dir).map_err(StartError::Store)?;
+            tracing::info!(
+                dir = %store.manifests_dir().display(),
+                objects = store.snapshot().len(),
+                problems = store.problems().len(),
+                "watching manifests"
+            );
+            Arc::new(store)
+        }
     };
     start_with_store(args, store).await
 }

@@ -791,3 +791,39 @@ async fn many_watchers_of_many_services_each_get_their_own_state() {
     assert_eq!(running.metrics().active_watches(Call::Get), 50);
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_local_store_streams_file_changes_to_watchers() {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path("manifests")).unwrap();
+    let manifests = dir.path("manifests");
+    let write = |name: &str, text: &str| {
+        weft_store::write_atomic(&manifests.join(name), text.as_bytes()).unwrap();
+    };
+    write(
+        "web.yaml",
+        &format!(
+            "{}{}",
+            service_yaml("shop", "web", 80, 8080),
+            workload_yaml("shop", "web-1", "web", "127.0.1.1"),
+        ),
+    );
+    let mut args = weft_controller::test_util::destination::args();
+    args.store = weft_controller::cli::StoreBackend::Local(dir.dir().to_path_buf());
+    let running = weft_controller::destination::start(&args).await.unwrap();
+    let mut c = client(running.grpc_addr()).await;
+    let mut stream = c.get(request("web.shop:80")).await.unwrap().into_inner();
+    assert_eq!(addrs(&add(next(&mut stream).await)), vec!["127.0.1.1:8080"]);
+
+    // A new file adds an endpoint; a malformed file changes nothing; removing a file
+    // removes its endpoint.
+    write(
+        "web-2.yaml",
+        &workload_yaml("shop", "web-2", "web", "127.0.1.2"),
+    );
+    assert_eq!(addrs(&add(next(&mut stream).await)), vec!["127.0.1.2:8080"]);
+    write("broken.yaml", "kind: [");
+    std::fs::remove_file(manifests.join("web-2.yaml")).unwrap();
+    assert_eq!(removed(next(&mut stream).await), vec!["127.0.1.2:8080"]);
+    running.shutdown().await;
+}

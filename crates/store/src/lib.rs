@@ -12,9 +12,11 @@
 //! Backends:
 //! - [`MemoryStore`]: objects applied and deleted in code (tests, benchmarks, and
 //!   `weft-controller destination --store memory --manifests …`).
-//! - `local` (a watched directory of manifests) and `kubernetes` (kube-rs watchers) come with
-//!   their issues, behind the same trait. Writes are backend-specific (`weft apply` writes
-//!   files; Kubernetes users use the API server), so the trait is read-only.
+//! - [`LocalStore`]: a cluster directory's manifests, read at start and then watched (see
+//!   [`local`]); `weft apply` writes them with [`write_atomic`].
+//! - `kubernetes` (kube-rs watchers) comes with its issue, behind the same trait. Writes are
+//!   backend-specific (`weft apply` writes files; Kubernetes users use the API server), so the
+//!   trait is read-only.
 //!
 //! [`manifests`] reads YAML files and directories once into objects, reporting every bad
 //! object with its file and field.
@@ -22,6 +24,7 @@
 //! Snapshots share structure: objects are `Arc`s in one map per kind, and a change copies only
 //! the map of the kind it touches, so a reader can tell in O(1) that a kind did not change.
 
+pub mod local;
 pub mod manifests;
 mod memory;
 mod snapshot;
@@ -30,6 +33,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+pub use local::{write_atomic, LocalOptions, LocalStore};
 pub use memory::{Applied, MemoryStore, Writer};
 pub use snapshot::{ByName, Change, ObjectKey, Snapshot};
 
