@@ -267,7 +267,7 @@ impl HttpProxy {
         self.metrics
             .response_latency_ms
             .get(&LatencyLabels {
-                request: labels.clone(),
+                base: labels.clone(),
                 status_code: status,
             })
             .observe(start.elapsed());
@@ -307,7 +307,7 @@ impl HttpProxy {
         self.metrics
             .response_latency_ms
             .get(&LatencyLabels {
-                request: labels.clone(),
+                base: labels.clone(),
                 status_code: status,
             })
             .observe(start.elapsed());

@@ -150,10 +150,11 @@ impl EncodeLabels for RequestLabels {
     }
 }
 
-/// Labels of `response_total`.
+/// Labels of `response_total` (and, over [`RouteLabels`](crate::outbound::metrics::RouteLabels),
+/// of `route_response_total`): the request's labels, then the response's.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ResponseLabels {
-    pub request: RequestLabels,
+pub struct ResponseLabels<L = RequestLabels> {
+    pub base: L,
     pub status_code: u16,
     pub grpc_status: Option<u16>,
     pub success: bool,
@@ -161,9 +162,9 @@ pub struct ResponseLabels {
     pub error: Option<&'static str>,
 }
 
-impl EncodeLabels for ResponseLabels {
+impl<L: EncodeLabels> EncodeLabels for ResponseLabels<L> {
     fn encode(&self, out: &mut LabelWriter<'_>) {
-        self.request.encode(out);
+        self.base.encode(out);
         out.label("status_code", &self.status_code.to_string());
         if let Some(g) = self.grpc_status {
             out.label("grpc_status", &g.to_string());
@@ -178,16 +179,16 @@ impl EncodeLabels for ResponseLabels {
     }
 }
 
-/// Labels of `response_latency_ms`.
+/// Labels of `response_latency_ms` (and `route_response_latency_ms`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct LatencyLabels {
-    pub request: RequestLabels,
+pub struct LatencyLabels<L = RequestLabels> {
+    pub base: L,
     pub status_code: u16,
 }
 
-impl EncodeLabels for LatencyLabels {
+impl<L: EncodeLabels> EncodeLabels for LatencyLabels<L> {
     fn encode(&self, out: &mut LabelWriter<'_>) {
-        self.request.encode(out);
+        self.base.encode(out);
         out.label("status_code", &self.status_code.to_string());
     }
 }

@@ -38,7 +38,7 @@ impl Recorder {
                 (false, None) => true,
             };
         let labels = ResponseLabels {
-            request: self.request,
+            base: self.request,
             status_code: self.status_code,
             grpc_status,
             success,

@@ -53,7 +53,7 @@ impl RouteRecorder {
         self.metrics
             .route_response_total
             .get(&RouteResponseLabels {
-                route: self.labels,
+                base: self.labels,
                 status_code: self.status,
                 grpc_status: self.grpc_status,
                 success: !failed,

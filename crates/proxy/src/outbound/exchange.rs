@@ -197,14 +197,14 @@ impl Exchange {
             metrics
                 .route_response_latency_ms
                 .get(&RouteLatencyLabels {
-                    route: labels.clone(),
+                    base: labels.clone(),
                     status_code: status,
                 })
                 .observe(start.elapsed());
             metrics
                 .route_response_total
                 .get(&RouteResponseLabels {
-                    route: labels,
+                    base: labels,
                     status_code: status,
                     grpc_status: self.grpc.then_some(e.grpc_status()),
                     success: false,
@@ -390,7 +390,7 @@ impl Exchange {
                     metrics
                         .route_response_latency_ms
                         .get(&RouteLatencyLabels {
-                            route: labels.clone(),
+                            base: labels.clone(),
                             status_code: status,
                         })
                         .observe(start.elapsed());

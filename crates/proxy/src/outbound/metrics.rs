@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::metrics::{Counter, EncodeLabels, Family, Gauge, Histogram, LabelWriter};
+use crate::telemetry::{LatencyLabels, ResponseLabels};
 
 /// `direction="outbound", dst, route`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -23,45 +24,10 @@ impl EncodeLabels for RouteLabels {
 }
 
 /// Labels of `route_response_total`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RouteResponseLabels {
-    pub route: RouteLabels,
-    pub status_code: u16,
-    pub grpc_status: Option<u16>,
-    pub success: bool,
-    pub error: Option<&'static str>,
-}
-
-impl EncodeLabels for RouteResponseLabels {
-    fn encode(&self, out: &mut LabelWriter<'_>) {
-        self.route.encode(out);
-        out.label("status_code", &self.status_code.to_string());
-        if let Some(g) = self.grpc_status {
-            out.label("grpc_status", &g.to_string());
-        }
-        out.label(
-            "classification",
-            if self.success { "success" } else { "failure" },
-        );
-        if let Some(e) = self.error {
-            out.label("error", e);
-        }
-    }
-}
+pub type RouteResponseLabels = ResponseLabels<RouteLabels>;
 
 /// Labels of `route_response_latency_ms`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RouteLatencyLabels {
-    pub route: RouteLabels,
-    pub status_code: u16,
-}
-
-impl EncodeLabels for RouteLatencyLabels {
-    fn encode(&self, out: &mut LabelWriter<'_>) {
-        self.route.encode(out);
-        out.label("status_code", &self.status_code.to_string());
-    }
-}
+pub type RouteLatencyLabels = LatencyLabels<RouteLabels>;
 
 /// A route label set plus one fixed-set label (`reason`, `kind`) or a backend authority.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
