@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::backoff::{jitter, Backoff};
-use super::balance::{self, Endpoint, Unready};
+use super::balance::{self, EndpointSpec, Unready};
 use super::body::{RouteBody, RouteRecorder};
 use super::metrics::{
     OutboundMetrics, RouteLabels, RouteLatencyLabels, RouteResponseLabels, SkipReason,
@@ -134,14 +134,18 @@ fn attempt_deadline(
     })
 }
 
-fn upstream_of(ep: &Endpoint) -> UpstreamKind {
-    match &ep.spec.meshed {
-        Some(m) => UpstreamKind::Meshed {
+/// Where an attempt to `spec` connects. A meshed endpoint whose identity discovery did not
+/// provide is, when this proxy has identity, sent straight to the workload in plain text (and
+/// recorded as not meshed) rather than to its proxy unauthenticated: the peer proxy would take it
+/// for meshed traffic that nobody verified.
+fn upstream_of(spec: &EndpointSpec, identity_enabled: bool) -> UpstreamKind {
+    match &spec.meshed {
+        Some(m) if m.identity.is_some() || !identity_enabled => UpstreamKind::Meshed {
             peer: m.inbound,
-            port: ep.spec.addr.port(),
+            port: spec.addr.port(),
             identity: m.identity.clone(),
         },
-        None => UpstreamKind::Direct(ep.spec.addr),
+        _ => UpstreamKind::Direct(spec.addr),
     }
 }
 
@@ -246,7 +250,10 @@ impl Exchange {
             let balancer = handle.balancer.clone();
             let ready = balancer.ready(policy.fail_fast, deadline).await;
             let (upstream, endpoint) = match ready {
-                Ok(ep) => (upstream_of(&ep), Some(ep)),
+                Ok(ep) => (
+                    upstream_of(&ep.spec, self.proxy.settings.identity_enabled),
+                    Some(ep),
+                ),
                 Err(Unready::NotFound) => {
                     match self.proxy.fallback_upstream(&self.fallback).await {
                         Ok(u) => (u, None),
@@ -434,6 +441,40 @@ impl Exchange {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::outbound::balance::MeshedProxy;
+
+    #[test]
+    fn meshed_endpoints_without_identity_are_never_sent_unauthenticated_to_a_proxy() {
+        let spec = |identity: Option<&str>| EndpointSpec {
+            addr: "127.0.1.5:8080"
+                .parse()
+                .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+            weight: 10_000,
+            meshed: Some(MeshedProxy {
+                inbound: "127.0.1.5:4143"
+                    .parse()
+                    .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+                identity: identity.map(str::to_string),
+            }),
+            labels: Default::default(),
+            dst: Default::default(),
+        };
+        let with_id = spec(Some("web.ns.serviceaccount.identity.weft.cluster.local"));
+        assert!(matches!(
+            upstream_of(&with_id, true),
+            UpstreamKind::Meshed { peer, port: 8080, identity: Some(_) } if peer.port() == 4143
+        ));
+        // Identity on, none from discovery: straight to the workload, not to its proxy.
+        assert!(matches!(
+            upstream_of(&spec(None), true),
+            UpstreamKind::Direct(addr) if addr.port() == 8080
+        ));
+        // Identity off everywhere (development): the proxy-to-proxy hop is plain h2 anyway.
+        assert!(matches!(
+            upstream_of(&spec(None), false),
+            UpstreamKind::Meshed { identity: None, .. }
+        ));
+    }
     use crate::outbound::policy::{RetryPolicy, Timeouts};
     use crate::outbound::route::RequestMatch;
 
