@@ -38,7 +38,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch as channel;
 use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
@@ -48,7 +47,7 @@ use weft_store::{manifests, LocalStore, MemoryStore, Store};
 
 use crate::admin::{self, Admin, Telemetry};
 use crate::cli::{DestinationArgs, StoreBackend};
-use crate::grpc_task::GrpcTask;
+use crate::grpc_task::{BindError, GrpcTask, Listeners};
 use crate::identity::EX_USAGE;
 use crate::prom::Encoder;
 
@@ -81,23 +80,15 @@ pub enum StartError {
     #[error("--cluster-domain {0:?}: expected a DNS domain such as cluster.local")]
     ClusterDomain(String),
     /// A listener could not be bound.
-    #[error("{flag} {addr}: cannot listen: {source}")]
-    Bind {
-        /// The flag that names the address.
-        flag: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
 }
 
 impl StartError {
     /// The process exit status for this error: 64 for configuration, 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Bind { .. } => 1,
+            Self::Bind(_) => 1,
             _ => EX_USAGE,
         }
     }
@@ -198,10 +189,12 @@ pub async fn start_with_store(
         .trim()
         .trim_matches('.')
         .to_ascii_lowercase();
-    let grpc_listener = bind("--listen", args.listen).await?;
-    let admin_listener = bind("--admin-listen", args.admin_listen).await?;
-    let grpc_addr = local_addr("--listen", &grpc_listener, args.listen)?;
-    let admin_addr = local_addr("--admin-listen", &admin_listener, args.admin_listen)?;
+    let Listeners {
+        grpc: grpc_listener,
+        grpc_addr,
+        admin: admin_listener,
+        admin_addr,
+    } = Listeners::bind(args.listen, args.admin_listen).await?;
 
     let metrics = Arc::new(DestinationMetrics::default());
     let (drain_tx, drain_rx) = channel::channel(false);
@@ -292,22 +285,6 @@ fn check_cluster_domain(domain: &str) -> Result<(), StartError> {
     } else {
         Err(StartError::ClusterDomain(domain.to_owned()))
     }
-}
-
-async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { flag, addr, source })
-}
-
-fn local_addr(
-    flag: &'static str,
-    listener: &TcpListener,
-    addr: SocketAddr,
-) -> Result<SocketAddr, StartError> {
-    listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { flag, addr, source })
 }
 
 #[cfg(test)]

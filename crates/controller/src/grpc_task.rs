@@ -1,10 +1,12 @@
 //! The running gRPC server of a component, and how it stops: every component (identity,
 //! destination, …) serves one tonic server that ends when its drain signal fires, and is cut
-//! after a grace period if calls or streams outlive it.
+//! after a grace period if calls or streams outlive it; and how its two listeners are bound.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -70,5 +72,83 @@ impl GrpcTask {
                 self.server.abort();
             }
         }
+    }
+}
+
+/// A component's listener that could not be bound (exit status 1: the configuration is valid,
+/// the address is not available).
+#[derive(Debug, thiserror::Error)]
+#[error("{flag} {addr}: cannot listen: {source}")]
+pub struct BindError {
+    /// The flag that names the address.
+    pub flag: &'static str,
+    /// The address.
+    pub addr: SocketAddr,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A component's two listeners (`--listen` for gRPC, `--admin-listen`), bound, with the
+/// addresses they actually got (port 0 picks one).
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub grpc_addr: SocketAddr,
+    pub admin: TcpListener,
+    pub admin_addr: SocketAddr,
+}
+
+impl Listeners {
+    /// Binds `--listen` and `--admin-listen`.
+    pub async fn bind(listen: SocketAddr, admin_listen: SocketAddr) -> Result<Self, BindError> {
+        let (grpc, grpc_addr) = bind_one("--listen", listen).await?;
+        let (admin, admin_addr) = bind_one("--admin-listen", admin_listen).await?;
+        Ok(Self {
+            grpc,
+            grpc_addr,
+            admin,
+            admin_addr,
+        })
+    }
+}
+
+async fn bind_one(
+    flag: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), BindError> {
+    let err = |source| BindError { flag, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let bound = listener.local_addr().map_err(err)?;
+    Ok((listener, bound))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_address_names_its_flag() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+
+        let Err(e) = Listeners::bind(any, addr).await else {
+            panic!("bound an address that is taken")
+        };
+        assert_eq!(e.flag, "--admin-listen");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("--admin-listen {addr}: cannot listen: ")),
+            "{e}"
+        );
+
+        let l = Listeners::bind(any, any).await.unwrap();
+        assert_ne!(
+            l.grpc_addr.port(),
+            0,
+            "the bound port is reported, not the requested 0"
+        );
+        assert_ne!(l.grpc_addr, l.admin_addr);
     }
 }

@@ -28,7 +28,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
@@ -38,7 +37,7 @@ use weft_pki::{fmt_time, Identity, IdentityError};
 use crate::admin::{self, Admin, Telemetry};
 use crate::cli::IdentityArgs;
 use crate::duration::format_duration;
-use crate::grpc_task::GrpcTask;
+use crate::grpc_task::{BindError, GrpcTask, Listeners};
 use crate::prom::Encoder;
 use reload::Reloader;
 
@@ -91,23 +90,15 @@ pub enum StartError {
     #[error("--leaf-lifetime {0}: a workload certificate must live at least 1s")]
     LeafLifetime(String),
     /// A listener could not be bound.
-    #[error("{flag} {addr}: cannot listen: {source}")]
-    Bind {
-        /// The flag that names the address.
-        flag: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
 }
 
 impl StartError {
     /// The process exit status for this error: 64 for configuration, 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Bind { .. } => 1,
+            Self::Bind(_) => 1,
             _ => EX_USAGE,
         }
     }
@@ -217,10 +208,12 @@ pub async fn start_with_tokens(
         "loaded identity credentials"
     );
 
-    let grpc_listener = bind("--listen", args.listen).await?;
-    let admin_listener = bind("--admin-listen", args.admin_listen).await?;
-    let grpc_addr = local_addr("--listen", &grpc_listener, args.listen)?;
-    let admin_addr = local_addr("--admin-listen", &admin_listener, args.admin_listen)?;
+    let Listeners {
+        grpc: grpc_listener,
+        grpc_addr,
+        admin: admin_listener,
+        admin_addr,
+    } = Listeners::bind(args.listen, args.admin_listen).await?;
 
     let metrics = Arc::new(IdentityMetrics::default());
     let (reloader, credentials) = Reloader::new(paths, initial, metrics.clone());
@@ -292,20 +285,4 @@ fn read_token_key(path: &std::path::Path) -> Result<HmacTokens, StartError> {
         path: path.to_owned(),
         source,
     })
-}
-
-async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { flag, addr, source })
-}
-
-fn local_addr(
-    flag: &'static str,
-    listener: &TcpListener,
-    addr: SocketAddr,
-) -> Result<SocketAddr, StartError> {
-    listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { flag, addr, source })
 }
