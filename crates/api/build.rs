@@ -1,17 +1,22 @@
 //! Compiles `proto/*.proto` with protox (a protobuf compiler written in Rust, so the build needs
 //! no system `protoc`) and generates the prost messages and tonic clients/servers from the
-//! result. Which halves are generated follows the crate's `client` and `server` features.
+//! result. Which halves are generated follows the crate's `client` and `server-traits` features.
 
 use std::error::Error;
 
-const PROTOS: &[&str] = &["proto/identity.proto", "proto/destination.proto"];
+const PROTOS: &[&str] = &[
+    "proto/identity.proto",
+    "proto/destination.proto",
+    "proto/tap.proto",
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
     }
     let client = std::env::var_os("CARGO_FEATURE_CLIENT").is_some();
-    let server = std::env::var_os("CARGO_FEATURE_SERVER").is_some();
+    // `server` implies `server-traits`; the traits are all the generated server code needs.
+    let server = std::env::var_os("CARGO_FEATURE_SERVER_TRAITS").is_some();
 
     let fds = protox::compile(PROTOS, ["proto"])?;
     tonic_prost_build::configure()

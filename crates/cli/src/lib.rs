@@ -14,8 +14,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub mod cmd;
+pub mod context;
 mod duration;
 mod files;
+pub mod local;
 pub mod output;
 
 /// weft: a service mesh with a lean Rust sidecar proxy, compatible with Linkerd 2.x manifests.
@@ -34,7 +36,10 @@ pub struct Cli {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    cmd::run(cli.command)
+    let global = context::Global {
+        context: cli.context,
+    };
+    cmd::run(cli.command, &global)
 }
 
 /// Prints an error as one line on stderr and returns exit status 1.

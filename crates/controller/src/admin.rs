@@ -32,6 +32,47 @@ pub trait Telemetry: Send + Sync {
     fn readiness(&self) -> Result<(), String>;
 }
 
+/// Several components' telemetry collected for one admin server (`weft-controller all`): each
+/// component started with it adds its [`Telemetry`] here instead of binding an admin port.
+#[derive(Default)]
+pub struct SharedAdmin {
+    addr: Option<std::net::SocketAddr>,
+    components: std::sync::Mutex<Vec<Arc<dyn Telemetry>>>,
+}
+
+impl SharedAdmin {
+    /// A collection for the admin server that will listen on `addr`.
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        Self {
+            addr: Some(addr),
+            components: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The shared admin server's address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Adds a component.
+    pub fn add(&self, component: Arc<dyn Telemetry>) {
+        self.components
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(component);
+    }
+
+    /// The admin server over every component added so far.
+    pub fn into_admin(self, draining: watch::Receiver<bool>) -> Admin {
+        let components = self
+            .components
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Admin::new(components, draining)
+    }
+}
+
 /// The admin server's state.
 pub struct Admin {
     components: Vec<Arc<dyn Telemetry>>,

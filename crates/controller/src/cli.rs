@@ -33,6 +33,9 @@ pub enum Command {
     /// The destination service: streams each service's endpoints and compiled policy (routes,
     /// retries, timeouts, traffic splits) to the proxies that ask for them.
     Destination(DestinationArgs),
+    /// Every component of a local-mesh cluster in one process (identity, destination, viz),
+    /// with one admin port: what `weft install` and `weft demo` start.
+    All(crate::all::AllArgs),
 }
 
 /// Names shared by every component of one mesh.

@@ -45,7 +45,7 @@ use weft_api::destination::destination_server::DestinationServer;
 use weft_model::CompileOptions;
 use weft_store::{manifests, LocalStore, MemoryStore, Store};
 
-use crate::admin::{self, Admin, Telemetry};
+use crate::admin::{self, Admin, SharedAdmin, Telemetry};
 use crate::cli::{DestinationArgs, StoreBackend};
 use crate::grpc_task::{BindError, GrpcTask, Listeners};
 use crate::identity::EX_USAGE;
@@ -183,6 +183,16 @@ pub async fn start_with_store(
     args: &DestinationArgs,
     store: Arc<dyn Store>,
 ) -> Result<Running, StartError> {
+    start_in(args, store, None).await
+}
+
+/// [`start_with_store`], reporting to `shared` instead of binding `--admin-listen` when given
+/// (`weft-controller all`).
+pub async fn start_in(
+    args: &DestinationArgs,
+    store: Arc<dyn Store>,
+    shared: Option<&SharedAdmin>,
+) -> Result<Running, StartError> {
     check_cluster_domain(&args.cluster_domain)?;
     let cluster_domain = args
         .cluster_domain
@@ -194,7 +204,13 @@ pub async fn start_with_store(
         grpc_addr,
         admin: admin_listener,
         admin_addr,
-    } = Listeners::bind(args.listen, args.admin_listen).await?;
+    } = Listeners::bind_for(
+        "--destination-listen",
+        args.listen,
+        args.admin_listen,
+        shared,
+    )
+    .await?;
 
     let metrics = Arc::new(DestinationMetrics::default());
     let (drain_tx, drain_rx) = channel::channel(false);
@@ -211,11 +227,20 @@ pub async fn start_with_store(
         index: index.clone(),
         metrics: metrics.clone(),
     });
-    let admin = Arc::new(Admin::new(vec![telemetry], drain_rx.clone()));
-    tokio::spawn(
-        admin::serve(admin_listener, admin, drain_rx.clone())
-            .instrument(tracing::info_span!("admin", server.addr = %admin_addr)),
-    );
+    match admin_listener {
+        Some(listener) => {
+            let admin = Arc::new(Admin::new(vec![telemetry], drain_rx.clone()));
+            tokio::spawn(
+                admin::serve(listener, admin, drain_rx.clone())
+                    .instrument(tracing::info_span!("admin", server.addr = %admin_addr)),
+            );
+        }
+        None => {
+            if let Some(shared) = shared {
+                shared.add(telemetry);
+            }
+        }
+    }
 
     let service = DestinationService::new(
         index.clone(),

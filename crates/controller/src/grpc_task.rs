@@ -90,11 +90,12 @@ pub struct BindError {
 }
 
 /// A component's two listeners (`--listen` for gRPC, `--admin-listen`), bound, with the
-/// addresses they actually got (port 0 picks one).
+/// addresses they actually got (port 0 picks one). `admin` is `None` when the component shares
+/// another admin server (`weft-controller all`); `admin_addr` is then that server's.
 pub struct Listeners {
     pub grpc: TcpListener,
     pub grpc_addr: SocketAddr,
-    pub admin: TcpListener,
+    pub admin: Option<TcpListener>,
     pub admin_addr: SocketAddr,
 }
 
@@ -106,13 +107,37 @@ impl Listeners {
         Ok(Self {
             grpc,
             grpc_addr,
-            admin,
+            admin: Some(admin),
             admin_addr,
         })
     }
+
+    /// Binds `--listen`, and `--admin-listen` unless the component reports to `shared` (then
+    /// `listen_flag` names the gRPC address in errors: `weft-controller all` has one flag per
+    /// component).
+    pub async fn bind_for(
+        listen_flag: &'static str,
+        listen: SocketAddr,
+        admin_listen: SocketAddr,
+        shared: Option<&crate::admin::SharedAdmin>,
+    ) -> Result<Self, BindError> {
+        match shared {
+            None => Self::bind(listen, admin_listen).await,
+            Some(shared) => {
+                let (grpc, grpc_addr) = bind_one(listen_flag, listen).await?;
+                Ok(Self {
+                    grpc,
+                    grpc_addr,
+                    admin: None,
+                    admin_addr: shared.addr(),
+                })
+            }
+        }
+    }
 }
 
-async fn bind_one(
+/// Binds one listener, naming `flag` if it fails.
+pub async fn bind_one(
     flag: &'static str,
     addr: SocketAddr,
 ) -> Result<(TcpListener, SocketAddr), BindError> {

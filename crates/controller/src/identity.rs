@@ -34,7 +34,7 @@ use tracing::Instrument;
 use weft_api::identity::identity_server::IdentityServer;
 use weft_pki::{fmt_time, Identity, IdentityError};
 
-use crate::admin::{self, Admin, Telemetry};
+use crate::admin::{self, Admin, SharedAdmin, Telemetry};
 use crate::cli::IdentityArgs;
 use crate::duration::format_duration;
 use crate::grpc_task::{BindError, GrpcTask, Listeners};
@@ -178,6 +178,16 @@ pub async fn start_with_tokens(
     args: &IdentityArgs,
     tokens: Option<Arc<dyn TokenValidator>>,
 ) -> Result<Running, StartError> {
+    start_in(args, tokens, None).await
+}
+
+/// [`start_with_tokens`], reporting to `shared` instead of binding `--admin-listen` when given
+/// (`weft-controller all`).
+pub async fn start_in(
+    args: &IdentityArgs,
+    tokens: Option<Arc<dyn TokenValidator>>,
+    shared: Option<&SharedAdmin>,
+) -> Result<Running, StartError> {
     Identity::new(
         "default",
         "default",
@@ -213,7 +223,7 @@ pub async fn start_with_tokens(
         grpc_addr,
         admin: admin_listener,
         admin_addr,
-    } = Listeners::bind(args.listen, args.admin_listen).await?;
+    } = Listeners::bind_for("--identity-listen", args.listen, args.admin_listen, shared).await?;
 
     let metrics = Arc::new(IdentityMetrics::default());
     let (reloader, credentials) = Reloader::new(paths, initial, metrics.clone());
@@ -229,11 +239,20 @@ pub async fn start_with_tokens(
         credentials: credentials.clone(),
         metrics: metrics.clone(),
     });
-    let admin = Arc::new(Admin::new(vec![telemetry], drain_rx.clone()));
-    tokio::spawn(
-        admin::serve(admin_listener, admin, drain_rx.clone())
-            .instrument(tracing::info_span!("admin", server.addr = %admin_addr)),
-    );
+    match admin_listener {
+        Some(listener) => {
+            let admin = Arc::new(Admin::new(vec![telemetry], drain_rx.clone()));
+            tokio::spawn(
+                admin::serve(listener, admin, drain_rx.clone())
+                    .instrument(tracing::info_span!("admin", server.addr = %admin_addr)),
+            );
+        }
+        None => {
+            if let Some(shared) = shared {
+                shared.add(telemetry);
+            }
+        }
+    }
 
     let service = IdentityService::new(
         credentials.clone(),

@@ -7,14 +7,16 @@
 //! - [`destination`]: discovery and policy — each service's endpoints and compiled policy,
 //!   streamed to proxies (gRPC `weft.destination.v1.Destination`, port 8086; admin port 9996).
 //!
-//! Coming with their issues: the injector webhook,
-//! viz, the service mirror and failover, and `all` to run every component of the local mesh in
-//! one process.
+//! - [`all`]: every component of a local-mesh cluster in one process with one admin port
+//!   (`weft-controller all --store local:DIR`).
+//!
+//! Coming with their issues: the injector webhook, the service mirror and failover.
 //!
 //! Shared pieces: [`admin`] (the `/metrics`, `/ready`, `/live` server every component has),
 //! [`prom`] (Prometheus text encoding), [`duration`] (Go-style durations on the command line).
 
 pub mod admin;
+pub mod all;
 pub mod cli;
 pub mod destination;
 pub mod duration;
@@ -23,3 +25,4 @@ pub mod identity;
 pub mod prom;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
+pub mod viz;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
 use weft_controller::cli::{Cli, Command};
-use weft_controller::{destination, identity};
+use weft_controller::{all, destination, identity};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,6 +38,22 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
+            Command::All(args) => {
+                let running = match all::start(&args).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("weft-controller all: {e}");
+                        return ExitCode::from(e.exit_code());
+                    }
+                };
+                match running.run_until(shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("weft-controller all: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             Command::Identity(args) => {
                 let running = match identity::start(&args).await {
                     Ok(r) => r,

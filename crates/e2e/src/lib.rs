@@ -33,6 +33,8 @@ pub fn bin(name: &str) -> PathBuf {
             "weft-controller",
             "-p",
             "weft-testapp",
+            "-p",
+            "weft-cli",
             "--bins",
         ]);
         if release {

@@ -18,6 +18,7 @@ pub mod cert;
 mod error;
 pub mod identity;
 pub mod issue;
+pub mod token;
 #[cfg(test)]
 mod openssl_tests;
 #[cfg(test)]

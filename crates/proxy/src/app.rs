@@ -38,6 +38,8 @@ pub struct Bound {
     pub outbound: TcpListener,
     pub inbound: TcpListener,
     pub admin: TcpListener,
+    /// The tap server's listener, when tap is enabled ([`Config::tap_enabled`]).
+    pub tap: Option<TcpListener>,
 }
 
 impl Bound {
@@ -61,6 +63,10 @@ impl Bound {
             admin: one(crate::config::ADMIN_LISTEN_ADDR, config.admin_listen)?,
             outbound: one(crate::config::OUTBOUND_LISTEN_ADDR, config.outbound_listen)?,
             inbound: one(crate::config::INBOUND_LISTEN_ADDR, config.inbound_listen)?,
+            tap: match config.tap_enabled() {
+                Some(_) => Some(one(crate::config::TAP_LISTEN_ADDR, config.tap_listen)?),
+                None => None,
+            },
         })
     }
 }
@@ -151,7 +157,7 @@ pub async fn run(
         statics: StaticDiscover::new(&config.meshed_peers),
         destination,
     });
-    let own_addrs = vec![
+    let mut own_addrs = vec![
         bound
             .outbound
             .local_addr()
@@ -159,6 +165,10 @@ pub async fn run(
         bound.inbound.local_addr().unwrap_or(config.inbound_listen),
         bound.admin.local_addr().unwrap_or(config.admin_listen),
     ];
+    if let Some(tap) = &bound.tap {
+        own_addrs.push(tap.local_addr().unwrap_or(config.tap_listen));
+    }
+    let taps = crate::tap::Taps::new(metrics.tap.clone());
     let http = Arc::new(HttpProxy::new(
         HttpSettings {
             response_timeout: config.response_timeout,
@@ -170,6 +180,7 @@ pub async fn run(
         Upstreams::new(connector.clone(), mtls.clone(), config.pool_idle_timeout),
         discover.clone(),
         config.max_in_flight_requests,
+        taps.clone(),
     ));
     let (drain_signal, drain_watch) = drain::channel();
     let (shutdown_tx, mut shutdown_rx) = mpsc::channel(1);
@@ -205,6 +216,7 @@ pub async fn run(
             server::serve_listener(listener, server, config.max_connections).instrument(span),
         );
     }
+    serve_tap(&config, bound.tap, mtls.as_ref(), taps, drain_watch.clone());
     drop(drain_watch);
     if mtls.is_none() {
         ready.store(true, Ordering::Release);
@@ -229,6 +241,46 @@ pub async fn run(
             "grace period over with work still in flight; exiting"
         ),
     }
+}
+
+/// Starts the tap server when tap is enabled; otherwise says once why it is off.
+fn serve_tap(
+    config: &Config,
+    listener: Option<TcpListener>,
+    mtls: Option<&Arc<crate::tls::Tls>>,
+    taps: Arc<crate::tap::Taps>,
+    drain: drain::Watch,
+) {
+    let (Some(listener), Some(mtls), Some(client_id)) = (listener, mtls, config.tap_enabled())
+    else {
+        let why = if config.identity.is_none() {
+            "identity is disabled"
+        } else {
+            "WEFT_PROXY_TAP_SVC_NAME is not set"
+        };
+        tracing::info!("tap is disabled: {why}");
+        return;
+    };
+    let acceptor = match mtls.tap_acceptor(client_id) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the tap server's TLS; tap is disabled");
+            return;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(config.tap_listen);
+    tracing::info!(tap = %addr, client.id = %client_id, "tap server listening");
+    let certified = mtls.clone();
+    let service = crate::tap::server::TapService { taps, drain };
+    tokio::spawn(
+        crate::tap::server::serve(
+            listener,
+            acceptor,
+            Arc::new(move || certified.has_certificate()),
+            service,
+        )
+        .instrument(tracing::info_span!("tap")),
+    );
 }
 
 /// Resolves on SIGTERM or SIGINT.

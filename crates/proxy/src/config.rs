@@ -44,6 +44,8 @@ impl Env for HashMap<String, String> {
 pub const OUTBOUND_LISTEN_ADDR: &str = "WEFT_PROXY_OUTBOUND_LISTEN_ADDR";
 pub const INBOUND_LISTEN_ADDR: &str = "WEFT_PROXY_INBOUND_LISTEN_ADDR";
 pub const ADMIN_LISTEN_ADDR: &str = "WEFT_PROXY_ADMIN_LISTEN_ADDR";
+pub const TAP_LISTEN_ADDR: &str = "WEFT_PROXY_TAP_LISTEN_ADDR";
+pub const TAP_SVC_NAME: &str = "WEFT_PROXY_TAP_SVC_NAME";
 pub const INBOUND_APP_ADDR: &str = "WEFT_PROXY_INBOUND_APP_ADDR";
 pub const OUTBOUND_BIND_IP: &str = "WEFT_PROXY_OUTBOUND_BIND_IP";
 pub const DETECT_TIMEOUT: &str = "WEFT_PROXY_DETECT_TIMEOUT";
@@ -77,6 +79,8 @@ pub const VARS: &[VarDoc] = &[
     VarDoc { name: OUTBOUND_LISTEN_ADDR, default: "127.0.0.1:4140", help: "Address of the outbound listener (the app's traffic to other services: transparent redirect, HTTP proxy requests or CONNECT)." },
     VarDoc { name: INBOUND_LISTEN_ADDR, default: "0.0.0.0:4143", help: "Address of the inbound listener (traffic to this workload from other proxies or redirected by iptables)." },
     VarDoc { name: ADMIN_LISTEN_ADDR, default: "127.0.0.1:4191", help: "Address of the admin server: /metrics, /ready, /live, /shutdown, /proxy-log-level." },
+    VarDoc { name: TAP_LISTEN_ADDR, default: "0.0.0.0:4190", help: "Address of the tap server (live request events for the viz component; mTLS, only WEFT_PROXY_TAP_SVC_NAME may connect). Not bound unless tap is enabled." },
+    VarDoc { name: TAP_SVC_NAME, default: "(none)", help: "The viz component's identity, the only client allowed to tap, e.g. tap.weft-viz.serviceaccount.identity.weft.cluster.local. Unset (or identity disabled): tap is off." },
     VarDoc { name: INBOUND_APP_ADDR, default: "(none)", help: "Where inbound traffic goes when it was not redirected by iptables (explicit mode): the app's IP:port. Meshed traffic may name another port of the same IP." },
     VarDoc { name: OUTBOUND_BIND_IP, default: "(none)", help: "Source IP for outgoing connections (the workload's own loopback address in the local mesh)." },
     VarDoc { name: DETECT_TIMEOUT, default: "10s", help: "How long to wait for a client's first bytes before treating the connection as opaque TCP (server-speaks-first protocols)." },
@@ -176,6 +180,10 @@ pub struct Config {
     pub outbound_listen: SocketAddr,
     pub inbound_listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// The tap server's address (bound only when [`Config::tap_enabled`]).
+    pub tap_listen: SocketAddr,
+    /// The only identity allowed to tap; `None`: tap is off.
+    pub tap_svc_name: Option<String>,
     pub inbound_app_addr: Option<SocketAddr>,
     pub outbound_bind_ip: Option<IpAddr>,
     pub detect_timeout: Duration,
@@ -206,6 +214,12 @@ impl Config {
             outbound_listen: r.parse(OUTBOUND_LISTEN_ADDR, parse_socket_addr)?,
             inbound_listen: r.parse(INBOUND_LISTEN_ADDR, parse_socket_addr)?,
             admin_listen: r.parse(ADMIN_LISTEN_ADDR, parse_socket_addr)?,
+            tap_listen: r.parse(TAP_LISTEN_ADDR, parse_socket_addr)?,
+            tap_svc_name: r.parse_opt(TAP_SVC_NAME, |s| {
+                let name = s.to_ascii_lowercase();
+                weft_pki::Identity::parse(&name).map_err(|e| e.to_string())?;
+                Ok(name)
+            })?,
             inbound_app_addr: r.parse_opt(INBOUND_APP_ADDR, parse_socket_addr)?,
             outbound_bind_ip: r.parse_opt(OUTBOUND_BIND_IP, |s| {
                 s.parse::<IpAddr>()
@@ -249,6 +263,13 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// The identity allowed to tap, when tap is on: it needs identity (the tap port is mTLS
+    /// with the proxy's own certificate) and `WEFT_PROXY_TAP_SVC_NAME`.
+    pub fn tap_enabled(&self) -> Option<&str> {
+        self.identity.as_ref()?;
+        self.tap_svc_name.as_deref()
     }
 
     /// `WEFT_PROXY_*` variables that are set but not known (likely typos).
@@ -633,6 +654,23 @@ mod tests {
         }
         let e = Config::from_env(&env(&[(DESTINATION_IDLE_TIMEOUT, "0s")])).unwrap_err();
         assert_eq!(e.var, DESTINATION_IDLE_TIMEOUT);
+    }
+
+    #[test]
+    fn tap_needs_a_name_and_identity() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(c.tap_listen, "0.0.0.0:4190".parse().unwrap());
+        assert_eq!(c.tap_svc_name, None);
+        assert_eq!(c.tap_enabled(), None);
+        let name = "tap.weft-viz.serviceaccount.identity.weft.cluster.local";
+        let c = Config::from_env(&env(&[(TAP_SVC_NAME, &name.to_ascii_uppercase())])).unwrap();
+        assert_eq!(c.tap_svc_name.as_deref(), Some(name));
+        // Identity is disabled in these tests: no mTLS, no tap.
+        assert_eq!(c.tap_enabled(), None);
+        let e = Config::from_env(&env(&[(TAP_SVC_NAME, "viz")])).unwrap_err();
+        assert_eq!(e.var, TAP_SVC_NAME);
+        let e = Config::from_env(&env(&[(TAP_LISTEN_ADDR, "4190")])).unwrap_err();
+        assert_eq!(e.var, TAP_LISTEN_ADDR);
     }
 
     #[test]

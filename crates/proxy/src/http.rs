@@ -57,7 +57,7 @@ pub enum UpstreamKind {
 }
 
 impl UpstreamKind {
-    fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         match self {
             UpstreamKind::Direct(a) => *a,
             UpstreamKind::Meshed { peer, .. } => *peer,
@@ -88,6 +88,8 @@ pub struct HttpProxy {
     pub metrics: Arc<Metrics>,
     pub upstreams: Upstreams,
     pub discover: Arc<dyn Discover>,
+    /// Open taps (live request events); idle, they cost one atomic load per request.
+    pub taps: Arc<crate::tap::Taps>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -105,12 +107,14 @@ impl HttpProxy {
         upstreams: Upstreams,
         discover: Arc<dyn Discover>,
         max_in_flight: usize,
+        taps: Arc<crate::tap::Taps>,
     ) -> Self {
         HttpProxy {
             settings,
             metrics,
             upstreams,
             discover,
+            taps,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
         }
     }
@@ -135,9 +139,16 @@ impl HttpProxy {
             tls: conn.tls.clone(),
             dst: Default::default(),
         };
+        // Tap: when nobody taps this is one relaxed atomic load, and `tap` stays `None` (see
+        // `crate::tap`).
+        let tap = if self.taps.is_active() {
+            self.tap_request(&req, &conn, &labels.authority)
+        } else {
+            None
+        };
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             tracing::warn!("too many requests in flight, shedding load");
-            return self.synthesize(ProxyError::LoadShed, grpc, labels, start);
+            return self.synthesize(ProxyError::LoadShed, grpc, labels, start, tap);
         };
 
         if req.method() == Method::CONNECT && conn.direction == Direction::Outbound {
@@ -157,6 +168,7 @@ impl HttpProxy {
                                 policy,
                                 fallback: target,
                                 grpc,
+                                tap,
                             };
                             return self
                                 .serve_policy(req, exchange, labels, permit, start)
@@ -164,14 +176,14 @@ impl HttpProxy {
                         }
                     }
                     Ok(None) => {}
-                    Err(e) => return self.synthesize(e, grpc, labels, start),
+                    Err(e) => return self.synthesize(e, grpc, labels, start, tap),
                 }
             }
         }
 
         let route = match self.route(&req, &conn).await {
             Ok(r) => r,
-            Err(e) => return self.synthesize(e, grpc, labels, start),
+            Err(e) => return self.synthesize(e, grpc, labels, start, tap),
         };
         labels.authority = route.authority.clone();
         labels.target_addr = route.upstream.addr().to_string();
@@ -179,6 +191,9 @@ impl HttpProxy {
             labels.tls = self.outbound_tls(&route.upstream);
         }
         self.metrics.request_total.get(&labels).inc();
+        if let Some(tap) = &tap {
+            tap.dispatch(Some(route.upstream.addr()), &labels.tls, &labels.dst);
+        }
 
         let forward = self.clone().forward(req, route, conn.direction);
         let result = match self.settings.response_timeout {
@@ -189,13 +204,40 @@ impl HttpProxy {
             None => forward.await,
         };
         match result {
-            Ok(rsp) => self.respond(rsp, grpc, labels, permit, start),
-            Err(e) => self.synthesize(e, grpc, labels, start),
+            Ok(rsp) => self.respond(rsp, grpc, labels, permit, start, tap),
+            Err(e) => self.synthesize(e, grpc, labels, start, tap),
         }
     }
 
+    /// Starts tapping a request (only called when some tap is open).
+    fn tap_request<B>(
+        &self,
+        req: &Request<B>,
+        conn: &ConnInfo,
+        normalized_authority: &str,
+    ) -> Option<Arc<crate::tap::TapRequest>> {
+        let authority = match req.uri().authority() {
+            Some(a) => a.as_str(),
+            None => req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(normalized_authority),
+        };
+        let head = crate::tap::Head {
+            direction: conn.direction,
+            source: conn.client.ip(),
+            method: req.method().as_str(),
+            authority,
+            normalized_authority,
+            path: req.uri().path(),
+        };
+        self.taps
+            .request(head, conn.client, req.uri().scheme_str().unwrap_or("http"))
+    }
+
     /// The `tls` label of an outbound request to `upstream`.
-    fn outbound_tls(&self, upstream: &UpstreamKind) -> crate::telemetry::Tls {
+    pub(crate) fn outbound_tls(&self, upstream: &UpstreamKind) -> crate::telemetry::Tls {
         match upstream {
             UpstreamKind::Meshed {
                 identity: Some(id), ..
@@ -239,6 +281,7 @@ impl HttpProxy {
         start: Instant,
     ) -> Response<Body> {
         let grpc = exchange.grpc;
+        let tap = exchange.tap.clone();
         req.headers_mut().remove(ORIG_PROTO);
         let req = req.map(|b| b.map_err(BoxError::from).boxed());
         let outcome = exchange.serve(req).await;
@@ -249,8 +292,8 @@ impl HttpProxy {
             self.metrics.request_total.get(&labels).inc();
         }
         match outcome.result {
-            Ok(rsp) => self.respond(rsp, grpc, labels, permit, start),
-            Err(e) => self.synthesize(e, grpc, labels, start),
+            Ok(rsp) => self.respond(rsp, grpc, labels, permit, start, tap),
+            Err(e) => self.synthesize(e, grpc, labels, start, tap),
         }
     }
 
@@ -262,8 +305,14 @@ impl HttpProxy {
         labels: RequestLabels,
         permit: tokio::sync::OwnedSemaphorePermit,
         start: Instant,
+        tap: Option<Arc<crate::tap::TapRequest>>,
     ) -> Response<Body> {
         let status = rsp.status().as_u16();
+        if let Some(tap) = &tap {
+            // Dispatched already unless the request went nowhere (e.g. an upgrade).
+            tap.dispatch(labels.target_addr.parse().ok(), &labels.tls, &labels.dst);
+            tap.response_init(status);
+        }
         self.metrics
             .response_latency_ms
             .get(&LatencyLabels {
@@ -283,6 +332,7 @@ impl HttpProxy {
             grpc_status,
             error: None,
             permit: Some(permit),
+            tap: tap.map(record::Tapped::new),
         };
         let (parts, body) = rsp.into_parts();
         let body = RecordBody::new(body.map_err(BoxError::from).boxed(), recorder);
@@ -296,6 +346,7 @@ impl HttpProxy {
         grpc: bool,
         labels: RequestLabels,
         start: Instant,
+        tap: Option<Arc<crate::tap::TapRequest>>,
     ) -> Response<Body> {
         tracing::debug!(error = %e, authority = %labels.authority, "synthesized response");
         if labels.target_addr.is_empty() {
@@ -304,6 +355,11 @@ impl HttpProxy {
         }
         let rsp = e.response(grpc);
         let status = rsp.status().as_u16();
+        if let Some(tap) = &tap {
+            // The proxy answers itself, possibly before choosing a destination.
+            tap.dispatch(labels.target_addr.parse().ok(), &labels.tls, &labels.dst);
+            tap.response_init(status);
+        }
         self.metrics
             .response_latency_ms
             .get(&LatencyLabels {
@@ -320,6 +376,7 @@ impl HttpProxy {
             grpc_status,
             error: Some(e.label()),
             permit: None,
+            tap: tap.map(record::Tapped::new),
         };
         let (parts, body) = rsp.into_parts();
         Response::from_parts(parts, Body::new(RecordBody::new(body, recorder)))

@@ -4,7 +4,8 @@
 //! or sent explicitly as HTTP proxy requests and CONNECT tunnels); the inbound listener carries
 //! traffic to the app. Connections are classified by [`detect`] and then served by the HTTP
 //! request path ([`http`]) or forwarded as opaque TCP ([`server`]). The admin server ([`admin`])
-//! exports metrics ([`telemetry`]) and controls shutdown ([`drain`]).
+//! exports metrics ([`telemetry`]) and controls shutdown ([`drain`]); the tap server ([`tap`])
+//! streams live request events to the viz component.
 //!
 //! This crate depends on no control-plane, YAML or CLI code.
 
@@ -23,6 +24,7 @@ pub mod orig_dst;
 pub mod outbound;
 pub mod process;
 pub mod server;
+pub mod tap;
 pub mod telemetry;
 pub mod tls;
 pub mod transport;

@@ -251,6 +251,8 @@ pub struct Metrics {
     pub identity: Arc<crate::identity::IdentityMetrics>,
     /// Route, retry, timeout, balancer and discovery metrics of the outbound client.
     pub outbound: Arc<crate::outbound::metrics::OutboundMetrics>,
+    /// Open taps and tap events sent and dropped.
+    pub tap: Arc<crate::tap::TapMetrics>,
     start_time: SystemTime,
 }
 
@@ -277,6 +279,7 @@ impl Default for Metrics {
             ),
             identity: Arc::default(),
             outbound: Arc::default(),
+            tap: Arc::default(),
             start_time: SystemTime::now(),
         }
     }
@@ -311,6 +314,7 @@ impl Metrics {
         self.protocol_detect_total.encode(&mut out);
         self.identity.encode(&mut out);
         self.outbound.encode(&mut out);
+        self.tap.encode(&mut out);
         crate::process::encode(&mut out, self.start_time);
         out
     }

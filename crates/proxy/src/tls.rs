@@ -258,11 +258,145 @@ impl Tls {
         Ok((stream, Accepted { client_id, alpn }))
     }
 
+    /// The server side of the tap port: TLS 1.3 with this proxy's certificate, and a client
+    /// certificate that is **required**, chains to the trust anchors and names `client_id`
+    /// (the viz component's identity). Anyone else fails the handshake, before any tap data.
+    /// Certificate renewals and anchor rotations apply to the next handshake, as for mTLS
+    /// between proxies.
+    pub fn tap_acceptor(&self, client_id: &str) -> Result<TapAcceptor, TlsError> {
+        let verifier = OnlyClient {
+            dynamic: self.dynamic.clone(),
+            client_id: client_id.to_ascii_lowercase(),
+        };
+        let mut server = rustls::ServerConfig::builder_with_provider(self.dynamic.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Anchors(e.to_string()))?
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_cert_resolver(Arc::new(DynCert(self.dynamic.clone())));
+        server.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(TapAcceptor {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            client_id: client_id.to_ascii_lowercase(),
+        })
+    }
+
     /// The current leaf's expiry, if any.
     pub fn certificate_expiry(&self) -> Option<SystemTime> {
         let ck = read(&self.dynamic.cert)?;
         let leaf = ck.cert.first()?;
         weft_pki::CertInfo::from_der(leaf).ok().map(|i| i.not_after)
+    }
+}
+
+/// Accepts tap clients (see [`Tls::tap_acceptor`]).
+#[derive(Clone)]
+pub struct TapAcceptor {
+    acceptor: tokio_rustls::TlsAcceptor,
+    client_id: String,
+}
+
+impl fmt::Debug for TapAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TapAcceptor")
+            .field("client_id", &self.client_id)
+            .finish()
+    }
+}
+
+impl TapAcceptor {
+    /// Completes a handshake with a tap client; fails unless the client proved the tap
+    /// identity.
+    pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: IO,
+    ) -> io::Result<tokio_rustls::server::TlsStream<IO>> {
+        let stream = self.acceptor.accept(io).await?;
+        // The verifier already refused anyone else; checked again so that a change there can
+        // never open the tap port.
+        let (_, conn) = stream.get_ref();
+        let proven = conn
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .is_some_and(|leaf| cert_names(leaf, &self.client_id));
+        if !proven {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "tap client did not prove the tap identity",
+            ));
+        }
+        Ok(stream)
+    }
+}
+
+/// Whether a certificate's DNS SANs include `name` (lower case).
+fn cert_names(leaf: &CertificateDer<'_>, name: &str) -> bool {
+    weft_pki::CertInfo::from_der(leaf)
+        .map(|info| {
+            info.dns_sans
+                .iter()
+                .any(|san| san.eq_ignore_ascii_case(name))
+        })
+        .unwrap_or(false)
+}
+
+/// Verifies tap clients: a certificate is required, it must chain to the current anchors, and
+/// it must name the one identity allowed to tap.
+#[derive(Debug)]
+struct OnlyClient {
+    dynamic: Arc<Dynamic>,
+    client_id: String,
+}
+
+impl ClientCertVerifier for OnlyClient {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = read(&self.dynamic.client_verifier).verify_client_cert(
+            end_entity,
+            intermediates,
+            now,
+        )?;
+        if !cert_names(end_entity, &self.client_id) {
+            tracing::info!(
+                allowed = %self.client_id,
+                "tap client refused: its certificate names another identity"
+            );
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ));
+        }
+        Ok(verified)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        read(&self.dynamic.client_verifier).verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        read(&self.dynamic.client_verifier).verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        read(&self.dynamic.client_verifier).supported_verify_schemes()
     }
 }
 
@@ -546,6 +680,48 @@ mod tests {
         let bare = Arc::new(Tls::new(id("emoji").as_str(), &anchors).unwrap());
         assert!(!bare.has_certificate());
         assert!(handshake(web, bare, id("emoji").as_str()).await.is_err());
+    }
+
+    /// One tap handshake: `client` connects to `server`'s tap acceptor allowing `allowed`.
+    async fn tap_handshake(client: Arc<Tls>, server: Arc<Tls>, allowed: &str) -> io::Result<()> {
+        let acceptor = server.tap_acceptor(allowed).unwrap();
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let srv = tokio::spawn(async move {
+            let mut tls = acceptor.accept(server_io).await?;
+            tls.write_all(b"tap!").await?;
+            tls.shutdown().await?;
+            Ok::<_, io::Error>(())
+        });
+        let name = server.local_id().to_string();
+        let client_side = async {
+            let mut tls = client.connect(client_io, &name, Alpn::H2).await?;
+            let mut b = [0u8; 4];
+            tls.read_exact(&mut b).await?;
+            Ok::<_, io::Error>(())
+        };
+        let c = client_side.await;
+        let s = srv.await.unwrap();
+        c.and(s)
+    }
+
+    #[tokio::test]
+    async fn tap_port_admits_only_the_tap_identity() {
+        let a = ca("a");
+        let anchors = vec![a.root.cert_der.clone()];
+        let proxy = Arc::new(tls(&a, "web", &anchors));
+        let viz = Arc::new(tls(&a, "tap", &anchors));
+        let other = Arc::new(tls(&a, "emoji", &anchors));
+        let anonymous = Arc::new(Tls::new(id("tap").as_str(), &anchors).unwrap());
+        let allowed = id("tap").as_str().to_ascii_uppercase();
+        tap_handshake(viz, proxy.clone(), &allowed).await.unwrap();
+        assert!(tap_handshake(other, proxy.clone(), &allowed).await.is_err());
+        assert!(tap_handshake(anonymous, proxy.clone(), &allowed)
+            .await
+            .is_err());
+        // The tap identity from another CA is refused too.
+        let b = ca("b");
+        let foreign = Arc::new(tls(&b, "tap", &anchors));
+        assert!(tap_handshake(foreign, proxy, &allowed).await.is_err());
     }
 
     #[test]

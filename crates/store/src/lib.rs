@@ -24,6 +24,7 @@
 //! Snapshots share structure: objects are `Arc`s in one map per kind, and a change copies only
 //! the map of the kind it touches, so a reader can tell in O(1) that a kind did not change.
 
+pub mod cluster;
 pub mod local;
 pub mod manifests;
 mod memory;

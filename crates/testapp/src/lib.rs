@@ -18,10 +18,11 @@
 //! Every response carries `x-testapp-name` and `x-testapp-version` (the HTTP version the app
 //! itself saw), so tests can prove which backend answered and which protocol reached it.
 //!
-//! The [`load`] module is a bounded, open-loop-ish load generator used by benchmarks and the
-//! demo's vote-bot.
+//! The [`load`] module is a bounded, open-loop-ish load generator used by benchmarks; the
+//! [`demo`] module is the emojivoto-like demo application (`weft-testapp demo <role>`).
 
 mod body;
+pub mod demo;
 pub mod grpc;
 pub mod knobs;
 pub mod load;

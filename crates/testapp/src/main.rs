@@ -1,11 +1,12 @@
-//! `weft-testapp`: run the test server (`serve`) or the load generator (`load`).
+//! `weft-testapp`: run the test server (`serve`), the load generator (`load`) or a role of the
+//! emojivoto-like demo (`demo <role>`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use weft_testapp::{knobs, load, LoadConfig, ServerConfig};
+use weft_testapp::{demo, knobs, load, LoadConfig, ServerConfig};
 
 /// HTTP/1.1, h2c, WebSocket and gRPC test server and load generator for Weft.
 #[derive(Parser, Debug)]
@@ -21,6 +22,11 @@ enum Command {
     Serve(ServeArgs),
     /// Send GET requests to a URL for a while and print a summary.
     Load(LoadArgs),
+    /// Run one role of the emojivoto-like demo application (emoji, voting, web, vote-bot).
+    Demo {
+        #[command(subcommand)]
+        role: demo::Role,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -85,10 +91,13 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO)
+        // Plain text when stderr is a file or pipe (the demo's log files, tests).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Load(args) => run_load(args).await,
+        Command::Demo { role } => demo::cli::run(role).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -109,21 +109,9 @@ impl TokenValidator for HmacTokens {
     }
 }
 
-/// The token for `identity` under `key` (the key file's contents; surrounding whitespace is
-/// removed, as the validator does): lowercase hex of HMAC-SHA256(key, identity).
-pub fn mint_token(key: &[u8], identity: &str) -> String {
-    let mut mac = keyed(key.trim_ascii());
-    mac.update(identity.as_bytes());
-    let tag = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(tag.len() * 2);
-    for b in tag {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    out
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// The token for `identity` under `key` (minted by the PKI crate, so `weft` can mint without
+/// the control plane).
+pub use weft_pki::token::mint_token;
 
 fn keyed(key: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length (long ones are hashed first); `new_from_slice` cannot fail.
@@ -154,6 +142,8 @@ fn decode_hex(s: &[u8]) -> Option<[u8; 32]> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    const HEX: &[u8; 16] = b"0123456789abcdef";
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
     const WEB: &str = "web.emojivoto.serviceaccount.identity.weft.cluster.local";

@@ -1,5 +1,6 @@
 //! Records `response_total` once per response, when its body ends (so gRPC responses are
-//! classified by the `grpc-status` in their trailers), fails or is dropped.
+//! classified by the `grpc-status` in their trailers), fails or is dropped; and, for a tapped
+//! request, counts the body's bytes and emits the tap's `ResponseEnd` at the same moment.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Body, BoxError};
+use crate::tap::TapRequest;
 use crate::telemetry::{Metrics, RequestLabels, ResponseLabels};
 
 /// What is known about a response when its headers are sent.
@@ -23,10 +25,42 @@ pub struct Recorder {
     pub error: Option<&'static str>,
     /// Held until the response ends: counts toward the in-flight limit.
     pub permit: Option<OwnedSemaphorePermit>,
+    /// The request, when a tap reports it (`None` whenever nobody taps).
+    pub tap: Option<Tapped>,
+}
+
+/// A tapped response: its request and the body bytes sent so far.
+pub struct Tapped {
+    request: Arc<TapRequest>,
+    bytes: u64,
+}
+
+impl Tapped {
+    pub fn new(request: Arc<TapRequest>) -> Self {
+        Tapped { request, bytes: 0 }
+    }
+}
+
+/// Why a response body did not complete.
+enum Failure<'a> {
+    /// The body failed with this error.
+    Error(&'a BoxError),
+    /// The body was dropped before its end (the client reset the stream or went away).
+    Abandoned,
 }
 
 impl Recorder {
-    fn finish(self, stream_failed: bool) {
+    fn finish(self, failure: Option<Failure<'_>>) {
+        let stream_failed = failure.is_some();
+        if let Some(tap) = &self.tap {
+            let error = match failure {
+                Some(Failure::Error(e)) => Some(e.to_string()),
+                Some(Failure::Abandoned) => Some("stream reset before the response ended".into()),
+                None => self.error.map(str::to_string),
+            };
+            tap.request
+                .response_end(self.grpc_status, tap.bytes, error.as_deref());
+        }
         let grpc_status = self.grpc_status;
         let success = self.error.is_none()
             && !stream_failed
@@ -61,7 +95,7 @@ pin_project_lite::pin_project! {
             let this = this.project();
             if let Some(rec) = this.recorder.take() {
                 let ended = this.inner.is_end_stream();
-                rec.finish(!ended);
+                rec.finish((!ended).then_some(Failure::Abandoned));
             }
         }
     }
@@ -92,24 +126,30 @@ impl HttpBody for RecordBody {
         let res = this.inner.poll_frame(cx);
         match &res {
             Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(tap)) = (
+                    frame.data_ref(),
+                    this.recorder.as_mut().and_then(|r| r.tap.as_mut()),
+                ) {
+                    tap.bytes += data.len() as u64;
+                }
                 // Trailers are the last frame: the response is complete.
                 if let Some(trailers) = frame.trailers_ref() {
                     if let Some(mut rec) = this.recorder.take() {
                         if let Some(s) = trailers.get("grpc-status").and_then(parse_grpc_status) {
                             rec.grpc_status = Some(s);
                         }
-                        rec.finish(false);
+                        rec.finish(None);
                     }
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(Some(Err(e))) => {
                 if let Some(rec) = this.recorder.take() {
-                    rec.finish(true);
+                    rec.finish(Some(Failure::Error(e)));
                 }
             }
             Poll::Ready(None) => {
                 if let Some(rec) = this.recorder.take() {
-                    rec.finish(false);
+                    rec.finish(None);
                 }
             }
             Poll::Pending => {}
@@ -163,6 +203,7 @@ mod tests {
             grpc_status: None,
             error: None,
             permit: None,
+            tap: None,
         }
     }
 

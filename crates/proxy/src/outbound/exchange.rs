@@ -158,6 +158,8 @@ pub struct Exchange {
     /// Where the request would go without discovery (used when a backend does not exist).
     pub fallback: Target,
     pub grpc: bool,
+    /// The request, when a tap may report it: dispatched at the first attempt's endpoint.
+    pub tap: Option<Arc<crate::tap::TapRequest>>,
 }
 
 impl Exchange {
@@ -274,6 +276,14 @@ impl Exchange {
                 .as_ref()
                 .map(|ep| ep.spec.dst.clone())
                 .unwrap_or_default();
+            if let Some(tap) = &self.tap {
+                // The first attempt's endpoint; retries are the same request.
+                tap.dispatch(
+                    Some(upstream.addr()),
+                    &self.proxy.outbound_tls(&upstream),
+                    &last_dst,
+                );
+            }
             metrics
                 .route_backend_request_total
                 .get(&OutboundMetrics::extra(labels, "backend", &backend))

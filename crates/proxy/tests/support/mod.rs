@@ -306,3 +306,5 @@ impl MeshedHop {
 }
 
 pub mod destination;
+
+pub mod identity;
