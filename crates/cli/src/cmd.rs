@@ -10,6 +10,7 @@ pub mod identity;
 pub mod inject;
 pub mod install;
 pub mod resources;
+pub mod viz;
 
 /// Every top-level command.
 #[derive(Debug, Subcommand)]
@@ -58,6 +59,10 @@ pub enum Command {
     /// Check that the local mesh is healthy: control plane, identity, configuration, and with
     /// --proxy every proxy. Exit status 1 when a check fails (warnings exit 0).
     Check(check::CheckArgs),
+
+    /// Golden metrics, edges, routes and live tap of the mesh: `stat`, `edges`, `routes`,
+    /// `tap`, `top`, `check`.
+    Viz(viz::VizArgs),
 }
 
 /// Runs a command.
@@ -73,5 +78,6 @@ pub fn run(command: Command, global: &Global) -> anyhow::Result<()> {
         Command::Delete(args) => resources::delete(&args, global),
         Command::Demo(args) => demo::run(&args, global),
         Command::Check(args) => check::run(args, global),
+        Command::Viz(args) => viz::run(args, global),
     }
 }

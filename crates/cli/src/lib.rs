@@ -5,9 +5,10 @@
 //! by [`report`] as one line, `error: <file>: <problem>`, with exit status 1; usage errors are
 //! clap's (exit status 2).
 //!
-//! Command groups so far: `weft identity` (trust anchors, issuers, inspection and verification of
-//! certificates). install, check, inject, apply/get, viz, multicluster and demo come later and
-//! share the global `--context` flag and [`output::OutputArgs`].
+//! Command groups: `weft identity` (trust anchors, issuers, inspection and verification),
+//! `install` / `uninstall` / `upgrade` and `apply` / `get` / `delete` (local-mesh clusters in
+//! `$WEFT_HOME`, see [`context`] and [`local`]), `check`, `inject`, `viz` and `demo`. They share
+//! the global `--context` flag and [`output::OutputArgs`]. Multicluster comes with its issue.
 
 use std::process::ExitCode;
 

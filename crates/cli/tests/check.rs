@@ -2,7 +2,7 @@
 //! temporary `$WEFT_HOME`, with real control-plane and proxy processes.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use weft_e2e::{bin, free_addr_on, http, wait_for, Proc};
-use weft_store::cluster::{ClusterConfig, ClusterDir, ControlPlaneState, WorkloadState};
+use weft_store::cluster::{ClusterConfig, ClusterDir, WorkloadState};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -133,69 +133,35 @@ fn categories(report: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A running control plane: the stand-in until `weft-controller all` lands — the identity
-/// service (whose pid is recorded), the destination service and a listener on the viz port.
+/// A running control plane: `weft-controller all --store local:DIR`, which records itself in
+/// `run/control-plane.json`.
 struct ControlPlane {
-    identity: Proc,
-    _destination: Proc,
-    _viz: TcpListener,
+    proc: Proc,
 }
 
 impl ControlPlane {
     fn start(c: &Cluster) -> ControlPlane {
+        let mut cmd = Command::new(bin("weft-controller"));
+        cmd.arg("all")
+            .arg(format!("--store=local:{}", c.dir.root().display()));
+        let mut proc = Proc::spawn("control-plane", cmd, &c.log_dir());
         let admin = c.config.admin_addr();
-        let mut cmd = Command::new(bin("weft-controller"));
-        cmd.args([
-            "identity",
-            "--listen",
-            &c.config.identity_addr().to_string(),
-            "--admin-listen",
-            &admin.to_string(),
-        ])
-        .arg("--trust-anchors")
-        .arg(c.dir.trust_anchors())
-        .arg("--issuer-cert")
-        .arg(c.dir.issuer_cert())
-        .arg("--issuer-key")
-        .arg(c.dir.issuer_key())
-        .arg("--token-key-file")
-        .arg(c.dir.token_key())
-        .args(["--reload-interval", "200ms"]);
-        let identity = Proc::spawn("identity", cmd, &c.log_dir());
-        let mut cmd = Command::new(bin("weft-controller"));
-        let destination_admin = free_addr_on(IpAddr::V4(c.config.control_plane_ip()));
-        cmd.args([
-            "destination",
-            "--listen",
-            &c.config.destination_addr().to_string(),
-            "--admin-listen",
-            &destination_admin.to_string(),
-        ])
-        .arg(format!("--store=local:{}", c.dir.root().display()));
-        let destination = Proc::spawn("destination", cmd, &c.log_dir());
-        let viz = TcpListener::bind(c.config.viz_addr()).unwrap();
-        for (what, addr) in [("identity", admin), ("destination", destination_admin)] {
-            wait_for(
-                Duration::from_secs(30),
-                &format!("{what} to be ready"),
-                || matches!(http(addr, "GET", "/ready"), Ok((200, _))),
-            );
-        }
-        c.dir
-            .write_control_plane(&ControlPlaneState {
-                pid: identity.child.id(),
-                started_at: 0,
-                identity: c.config.identity_addr(),
-                destination: c.config.destination_addr(),
-                viz: c.config.viz_addr(),
-                admin,
-            })
-            .unwrap();
-        ControlPlane {
-            identity,
-            _destination: destination,
-            _viz: viz,
-        }
+        wait_for(
+            Duration::from_secs(30),
+            "the control plane to be ready",
+            || {
+                if let Ok(Some(status)) = proc.child.try_wait() {
+                    panic!("the control plane exited ({status}):\n{}", proc.log_text());
+                }
+                matches!(http(admin, "GET", "/ready"), Ok((200, _)))
+                    && c.dir.read_control_plane().is_ok_and(|s| s.is_some())
+            },
+        );
+        ControlPlane { proc }
+    }
+
+    fn pid(&self) -> u32 {
+        self.proc.child.id()
     }
 }
 
@@ -424,9 +390,10 @@ fn a_stopped_control_plane_fails() {
     let mut cp = ControlPlane::start(&c);
     let out = c.check(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let pid = cp.identity.child.id();
-    cp.identity.child.kill().unwrap();
-    cp.identity.child.wait().unwrap();
+    let pid = cp.pid();
+    // SIGKILL: it cannot remove its run/control-plane.json.
+    cp.proc.child.kill().unwrap();
+    cp.proc.child.wait().unwrap();
     let out = c.check(&[]);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");

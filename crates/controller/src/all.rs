@@ -1,5 +1,6 @@
 //! `weft-controller all --store local:DIR`: every component of a local-mesh cluster in one
-//! process — identity, destination and viz — behind one admin server.
+//! process — identity, destination and viz (which taps proxies with a leaf for the cluster's viz
+//! identity, issued from the identity service's credentials) — behind one admin server.
 //!
 //! Everything comes from the cluster directory (see `weft_store::cluster`): addresses from
 //! `cluster.json` (the cluster's loopback `.254` with the standard ports, each overridable),
@@ -23,7 +24,7 @@ use crate::admin::{self, SharedAdmin};
 use crate::cli::{DestinationArgs, IdentityArgs, MeshArgs, StoreBackend};
 use crate::duration::parse_duration;
 use crate::grpc_task::{bind_one, BindError};
-use crate::{destination, identity};
+use crate::{destination, identity, viz};
 
 /// `weft-controller all`.
 #[derive(Clone, Debug, Args)]
@@ -41,6 +42,18 @@ pub struct AllArgs {
     /// Address of the destination service (default: port 8086).
     #[arg(long, env = "WEFT_DESTINATION_LISTEN")]
     pub destination_listen: Option<SocketAddr>,
+
+    /// Address of the viz API (default: port 8085).
+    #[arg(long, env = "WEFT_VIZ_LISTEN")]
+    pub viz_listen: Option<SocketAddr>,
+
+    /// How often the viz component scrapes every proxy's /metrics.
+    #[arg(long, env = "WEFT_VIZ_SCRAPE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub viz_scrape_interval: Duration,
+
+    /// How long scraped samples are kept (the longest `weft viz stat -t` window).
+    #[arg(long, env = "WEFT_VIZ_RETENTION", default_value = "10m", value_parser = parse_duration)]
+    pub viz_retention: Duration,
 
     /// Address of the admin server, shared by every component (default: port 9990).
     #[arg(long, env = "WEFT_ADMIN_LISTEN")]
@@ -78,6 +91,9 @@ pub enum StartError {
     /// The destination service did not start.
     #[error("destination: {0}")]
     Destination(#[from] destination::StartError),
+    /// The viz component did not start.
+    #[error("viz: {0}")]
+    Viz(#[from] viz::StartError),
     /// A listener could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
@@ -97,6 +113,7 @@ impl StartError {
         match self {
             Self::Identity(e) => e.exit_code(),
             Self::Destination(e) => e.exit_code(),
+            Self::Viz(e) => e.exit_code(),
             Self::Bind(_) | Self::State { .. } => 1,
             Self::NotLocal | Self::Cluster { .. } | Self::Store(_) => identity::EX_USAGE,
         }
@@ -109,6 +126,7 @@ pub struct Running {
     state: ControlPlaneState,
     identity: identity::Running,
     destination: destination::Running,
+    viz: viz::Running,
     drain: watch::Sender<bool>,
 }
 
@@ -131,7 +149,11 @@ impl Running {
     /// still this process's.
     pub async fn shutdown(self) {
         let _ = self.drain.send(true);
-        tokio::join!(self.identity.shutdown(), self.destination.shutdown());
+        tokio::join!(
+            self.identity.shutdown(),
+            self.destination.shutdown(),
+            self.viz.shutdown()
+        );
         let file = self.cluster.control_plane_file();
         if let Ok(Some(state)) = self.cluster.read_control_plane() {
             if state.pid == self.state.pid {
@@ -196,7 +218,20 @@ pub async fn start(args: &AllArgs) -> Result<Running, StartError> {
         cluster_domain: config.trust_domain.clone(),
         shutdown_grace_period: args.shutdown_grace_period,
     };
-    let destination = destination::start_in(&destination_args, store, Some(&shared)).await?;
+    let destination =
+        destination::start_in(&destination_args, store.clone(), Some(&shared)).await?;
+
+    let viz_args = viz::VizArgs {
+        viz_listen: args.viz_listen.unwrap_or_else(|| config.viz_addr()),
+        viz_scrape_interval: args.viz_scrape_interval,
+        viz_retention: args.viz_retention,
+    };
+    let tap = viz::TapIdentity {
+        credentials: identity.credentials(),
+        identity: config.viz_identity(),
+    };
+    let viz = viz::start(&viz_args, store, Some(tap)).await?;
+    shared.add(viz.telemetry());
 
     let (drain, drain_rx) = watch::channel(false);
     let admin = Arc::new(shared.into_admin(drain_rx.clone()));
@@ -212,7 +247,7 @@ pub async fn start(args: &AllArgs) -> Result<Running, StartError> {
             .map_or(0, |d| d.as_secs()),
         identity: identity.grpc_addr(),
         destination: destination.grpc_addr(),
-        viz: config.viz_addr(),
+        viz: viz.addr(),
         admin: admin_addr,
     };
     cluster
@@ -227,6 +262,7 @@ pub async fn start(args: &AllArgs) -> Result<Running, StartError> {
         state,
         identity,
         destination,
+        viz,
         drain,
     })
 }
@@ -236,6 +272,7 @@ fn log_started(config: &ClusterConfig, state: &ControlPlaneState) {
         cluster = %config.name,
         identity = %state.identity,
         destination = %state.destination,
+        viz = %state.viz,
         admin = %state.admin,
         "control plane running"
     );

@@ -47,13 +47,13 @@ fn eventually(home: &Path, args: &[&str], timeout: Duration, ok: impl Fn(&Out) -
 /// Pids recorded by the cluster: the control plane and every workload's app and proxy.
 fn recorded_pids(cluster: &Path) -> Vec<u32> {
     let mut pids = Vec::new();
-    let cp: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(cluster.join("run/control-plane.json")).unwrap(),
-    )
-    .unwrap();
+    let cp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cluster.join("run/control-plane.json")).unwrap())
+            .unwrap();
     pids.push(cp["pid"].as_u64().unwrap() as u32);
     for e in std::fs::read_dir(cluster.join("run/workloads")).unwrap() {
-        let w: serde_json::Value = serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+        let w: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
         for key in ["app_pid", "proxy_pid"] {
             if let Some(p) = w[key].as_u64() {
                 pids.push(p as u32);
@@ -88,24 +88,54 @@ fn the_demo_is_meshed_observable_and_stops_cleanly() {
     let net = format!("127.{}.250.0/24", 100 + std::process::id() % 150);
     let started = weft(&home, &["demo", "--detach", "--network", &net]);
     let _guard = Demo(&home);
-    assert_eq!(started.code, 0, "weft demo failed: {}\n{}", started.stdout, started.stderr);
-    assert!(started.stdout.contains("weft viz stat"), "{}", started.stdout);
-    assert!(started.stderr.contains("[5/5]"), "progress is shown: {}", started.stderr);
+    assert_eq!(
+        started.code, 0,
+        "weft demo failed: {}\n{}",
+        started.stdout, started.stderr
+    );
+    assert!(
+        started.stdout.contains("weft viz stat"),
+        "{}",
+        started.stdout
+    );
+    assert!(
+        started.stderr.contains("[5/5]"),
+        "progress is shown: {}",
+        started.stderr
+    );
     let cluster = home.join("west");
     let pids = recorded_pids(&cluster);
-    assert_eq!(pids.len(), 1 + 4 * 2, "control plane + 4 apps + 4 proxies: {pids:?}");
+    assert_eq!(
+        pids.len(),
+        1 + 4 * 2,
+        "control plane + 4 apps + 4 proxies: {pids:?}"
+    );
 
     // Within 30 s the data plane checks are green.
-    let check = eventually(&home, &["check", "--proxy"], Duration::from_secs(30), |o| o.code == 0);
-    assert_eq!(check.code, 0, "weft check --proxy:\n{}\n{}", check.stdout, check.stderr);
-    assert!(check.stdout.contains("Status check results are √"), "{}", check.stdout);
+    let check = eventually(&home, &["check", "--proxy"], Duration::from_secs(30), |o| {
+        o.code == 0
+    });
+    assert_eq!(
+        check.code, 0,
+        "weft check --proxy:\n{}\n{}",
+        check.stdout, check.stderr
+    );
+    assert!(
+        check.stdout.contains("Status check results are √"),
+        "{}",
+        check.stdout
+    );
 
     // Every app-to-app edge is mTLS.
     let edges = eventually(
         &home,
         &["viz", "edges", "deployment", "-n", "emojivoto"],
         Duration::from_secs(30),
-        |o| ["web emoji", "web voting", "vote-bot web"].iter().all(|e| edge_line(&o.stdout, e).is_some()),
+        |o| {
+            ["web emoji", "web voting", "vote-bot web"]
+                .iter()
+                .all(|e| edge_line(&o.stdout, e).is_some())
+        },
     );
     for e in ["web emoji", "web voting", "vote-bot web"] {
         let line = edge_line(&edges.stdout, e)
@@ -121,11 +151,24 @@ fn the_demo_is_meshed_observable_and_stops_cleanly() {
         |o| rps_of(&o.stdout, "web").is_some_and(|r| r > 0.0),
     );
     let web_rps = rps_of(&stat.stdout, "web");
-    assert!(web_rps.is_some_and(|r| r > 0.0), "web has no RPS:\n{}\n{}", stat.stdout, stat.stderr);
+    assert!(
+        web_rps.is_some_and(|r| r > 0.0),
+        "web has no RPS:\n{}\n{}",
+        stat.stdout,
+        stat.stderr
+    );
     let table = weft(&home, &["viz", "stat", "deploy", "-n", "emojivoto"]);
     assert!(table.stdout.starts_with("NAME"), "{}", table.stdout);
-    let web_row = table.stdout.lines().find(|l| l.starts_with("web ")).unwrap_or_default();
-    assert!(web_row.contains('%'), "web's success rate: {}", table.stdout);
+    let web_row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_default();
+    assert!(
+        web_row.contains('%'),
+        "web's success rate: {}",
+        table.stdout
+    );
 
     // Live tap: a request line with tls=true.
     let mut tap = Command::new(bin("weft"))
@@ -171,10 +214,32 @@ fn the_demo_is_meshed_observable_and_stops_cleanly() {
     )
     .unwrap();
     let check = weft(&home, &["check"]);
-    assert_eq!(check.code, 1, "a malformed manifest fails the check:\n{}", check.stdout);
+    assert_eq!(
+        check.code, 1,
+        "a malformed manifest fails the check:\n{}",
+        check.stdout
+    );
     assert!(check.stdout.contains("broken.yaml"), "{}", check.stdout);
-    let before = rps_of(&weft(&home, &["viz", "stat", "deploy/voting", "-n", "emojivoto", "-o", "json"]).stdout, "voting");
-    assert!(before.is_some_and(|r| r > 0.0), "voting still serves: {before:?}");
+    let before = rps_of(
+        &weft(
+            &home,
+            &[
+                "viz",
+                "stat",
+                "deploy/voting",
+                "-n",
+                "emojivoto",
+                "-o",
+                "json",
+            ],
+        )
+        .stdout,
+        "voting",
+    );
+    assert!(
+        before.is_some_and(|r| r > 0.0),
+        "voting still serves: {before:?}"
+    );
     let curl = Command::new("curl")
         .args(["-sS", "--max-time", "5", "-x"])
         .arg(started_web_proxy(&net))
@@ -183,7 +248,10 @@ fn the_demo_is_meshed_observable_and_stops_cleanly() {
         .unwrap();
     // GET /api/list fails now and then by design (voting's error rate), so accept one failure.
     let body = String::from_utf8_lossy(&curl.stdout);
-    assert!(body.contains("shortcode") || body.contains("error"), "curl through web's proxy: {body}");
+    assert!(
+        body.contains("shortcode") || body.contains("error"),
+        "curl through web's proxy: {body}"
+    );
 
     // Stop: nothing is left running.
     let stop = weft(&home, &["demo", "stop"]);
@@ -214,7 +282,10 @@ fn edge_line<'a>(table: &'a str, edge: &str) -> Option<&'a str> {
 /// The RPS of row `name` in `weft viz stat -o json` output.
 fn rps_of(json: &str, name: &str) -> Option<f64> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    let rows = v.get("rows").and_then(|r| r.as_array()).or_else(|| v.as_array())?;
+    let rows = v
+        .get("rows")
+        .and_then(|r| r.as_array())
+        .or_else(|| v.as_array())?;
     rows.iter()
         .find(|r| r["name"] == name)
         .and_then(|r| r["rps"].as_f64())

@@ -18,12 +18,12 @@ pub mod cert;
 mod error;
 pub mod identity;
 pub mod issue;
-pub mod token;
 #[cfg(test)]
 mod openssl_tests;
 #[cfg(test)]
 mod test_support;
 mod time;
+pub mod token;
 pub mod verify;
 
 pub use anchors::TrustAnchors;

@@ -92,7 +92,7 @@ pub fn run_checks(dir: &weft_store::cluster::ClusterDir, proxy: bool, now: Syste
     let (existence, found) = existence::check(dir);
     let cluster = found.dir.as_ref();
     let (identity, anchors) = pki::check(cluster, now);
-    let (config, objects) = config::check(cluster);
+    let (config, objects) = config::check(cluster.zip(found.config.as_ref()));
     let mut categories = vec![existence, identity, config];
     if proxy {
         categories.push(data_plane::check(

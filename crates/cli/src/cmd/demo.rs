@@ -231,8 +231,8 @@ fn summary(
     )?;
     writeln!(
         out,
-        "  {:<10} {:<14} {:<62} {}",
-        "WORKLOAD", "ADDRESS", "IDENTITY", "PROXY ADMIN"
+        "  {:<10} {:<14} {:<62} PROXY ADMIN",
+        "WORKLOAD", "ADDRESS", "IDENTITY"
     )?;
     for w in dir.read_workloads()?.into_iter().flatten() {
         writeln!(

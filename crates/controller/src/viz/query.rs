@@ -268,7 +268,7 @@ fn sum_latest(
 ) -> Result<Option<f64>, QueryError> {
     let series = source.latest(q)?;
     let kept: Vec<&Series> = series.iter().filter(|s| keep(s)).collect();
-    Ok((!kept.is_empty()).then(|| kept.iter().map(|s| s.value).sum()))
+    Ok((!kept.is_empty()).then(|| total(kept.iter().map(|s| s.value))))
 }
 
 /// Requests, success and latency from a `response_total`-like counter and a latency histogram.
@@ -303,13 +303,13 @@ fn golden(
 }
 
 fn golden_of(rsp: &[Series], lat: &[Series]) -> Golden {
-    let requests: f64 = rsp.iter().map(|s| s.value).sum();
-    let successes: f64 = rsp
-        .iter()
-        .filter(|s| s.label("classification") == "success")
-        .map(|s| s.value)
-        .sum();
-    let rps = (!rsp.is_empty()).then(|| rsp.iter().map(Series::rate).sum());
+    let requests: f64 = total(rsp.iter().map(|s| s.value));
+    let successes: f64 = total(
+        rsp.iter()
+            .filter(|s| s.label("classification") == "success")
+            .map(|s| s.value),
+    );
+    let rps = (!rsp.is_empty()).then(|| total(rsp.iter().map(Series::rate)));
     let buckets = buckets_of(lat);
     let q = |p| {
         if requests > 0.0 {
@@ -587,8 +587,8 @@ pub fn routes(
                 service,
                 namespace,
                 golden: golden_of(&rsp, &lat),
-                retries: retries.iter().map(|s| s.value).sum(),
-                budget_exhausted: exhausted.iter().map(|s| s.value).sum(),
+                retries: total(retries.iter().map(|s| s.value)),
+                budget_exhausted: total(exhausted.iter().map(|s| s.value)),
             },
         )
         .collect())
@@ -614,8 +614,21 @@ fn services_of_resolved(snapshot: &Snapshot, rs: &[Resolved]) -> BTreeSet<(Strin
     out
 }
 
+/// The sum of `values`, 0 (not -0, which `Iterator::sum` gives for floats when empty) when
+/// there are none.
+fn total(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, |a, b| a + b)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn empty_sums_are_positive_zero() {
+        let zero = super::total(std::iter::empty());
+        assert_eq!(zero, 0.0);
+        assert!(zero.is_sign_positive(), "printed as 0, never -0");
+    }
     use super::*;
 
     #[test]

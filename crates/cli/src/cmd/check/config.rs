@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use weft_model::{compile, ErrorClass, ModelError, Object};
-use weft_store::cluster::ClusterDir;
+use weft_model::{compile_with, CompileOptions, ErrorClass, ModelError, Object};
+use weft_store::cluster::{ClusterConfig, ClusterDir};
 use weft_store::manifests::{read_all, Problem};
 
 use super::report::{Category, Check};
@@ -46,9 +46,9 @@ fn desc(id: &str) -> &'static str {
 }
 
 /// Runs the `weft-config` checks and returns the valid objects (for the data-plane checks).
-pub fn check(cluster: Option<&ClusterDir>) -> (Category, Option<Vec<Object>>) {
+pub fn check(cluster: Option<(&ClusterDir, &ClusterConfig)>) -> (Category, Option<Vec<Object>>) {
     let mut cat = Category::new(CATEGORY);
-    let Some(dir) = cluster else {
+    let Some((dir, config)) = cluster else {
         for (id, d) in DESCRIPTIONS {
             cat.push(Check::skipped(
                 id,
@@ -112,7 +112,12 @@ pub fn check(cluster: Option<&ClusterDir>) -> (Category, Option<Vec<Object>>) {
         );
     }
 
-    let policies = compile(&loaded.objects);
+    // Compiled as the control plane compiles them (`weft-controller all` uses the trust
+    // domain as the cluster's DNS domain).
+    let options = CompileOptions {
+        cluster_domain: config.trust_domain.clone(),
+    };
+    let policies = compile_with(&loaded.objects, &options);
     settings.extend(policies.errors.iter().map(|e| shorten(e, &short)));
     if settings.is_empty() {
         cat.push(Check::success(

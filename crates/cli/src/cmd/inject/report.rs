@@ -18,9 +18,10 @@
 /// What happened to one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The pod template was annotated (default) or given the sidecar (`--manual`); the UDP ports
-    /// it declares are listed (`53/UDP`), since the proxy does not carry UDP.
-    Injected { udp_ports: Vec<String> },
+    /// The pod template was annotated (default) or given the sidecar (`--manual`), with
+    /// warnings about what will not work as the user may expect, each read after the object's
+    /// name: "has UDP ports (53/UDP): UDP is not proxied".
+    Injected { warnings: Vec<String> },
     /// A Namespace was annotated.
     Annotated,
     /// The pod template already has the proxy (or, by default, the annotation); left as it was.
@@ -52,12 +53,9 @@ impl Report {
     /// Records what happened to `object` (`deployment "web"`).
     pub fn record(&mut self, object: &str, outcome: &Outcome) {
         match outcome {
-            Outcome::Injected { udp_ports } => {
-                if !udp_ports.is_empty() {
-                    self.warn(format!(
-                        "{object} has UDP ports ({}): UDP is not proxied",
-                        udp_ports.join(", ")
-                    ));
+            Outcome::Injected { warnings } => {
+                for warning in warnings {
+                    self.warn(format!("{object} {warning}"));
                 }
                 self.injected += 1;
                 self.lines.push(format!("{object} injected"));

@@ -283,7 +283,7 @@ fn outcomes_of_the_checks() {
 #[test]
 fn reports_count_everything() {
     let mut r = Report::default();
-    r.record("deployment \"a\"", &Outcome::Injected { udp_ports: vec![] });
+    r.record("deployment \"a\"", &Outcome::Injected { warnings: vec![] });
     r.record("namespace \"n\"", &Outcome::Annotated);
     r.record("service \"s\"", &Outcome::Skipped);
     r.record(

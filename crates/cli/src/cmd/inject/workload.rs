@@ -207,7 +207,7 @@ fn locate<'a>(obj: &'a mut Mapping, path: &[&str]) -> Result<&'a mut Mapping, St
 
 /// Locates a workload's pod template.
 #[cfg(test)]
-pub fn pod_template<'a>(obj: &'a mut Mapping, target: Target) -> Option<&'a mut Mapping> {
+pub fn pod_template(obj: &mut Mapping, target: Target) -> Option<&mut Mapping> {
     match target {
         Target::Template(path) => locate(obj, path).ok(),
         Target::Namespace => None,
@@ -292,14 +292,28 @@ fn inject_workload(obj: &mut Mapping, path: &[&str], settings: &Settings) -> Out
         }
         Some(InjectValue::Enabled | InjectValue::Disabled) | None => {}
     }
+    let mut warnings = Vec::new();
     let udp_ports = udp_ports(containers);
+    if !udp_ports.is_empty() {
+        warnings.push(format!(
+            "has UDP ports ({}): UDP is not proxied",
+            udp_ports.join(", ")
+        ));
+    }
+    // A sidecar never exits by itself, so a pod meant to run to completion would not.
+    if let Some(policy @ ("Never" | "OnFailure")) = str_field(spec, "restartPolicy") {
+        warnings.push(format!(
+            "has restartPolicy {policy}: the proxy does not exit by itself, so the app must POST \
+             to http://localhost:4191/shutdown when done or the pod never completes"
+        ));
+    }
     let injected = if settings.manual {
         sidecar::inject(template, &prefix, namespace.as_deref(), &settings.sidecar)
     } else {
         set_annotations(template, &[(INJECT_ANNOTATION, "enabled")], &prefix)
     };
     match injected {
-        Ok(()) => Outcome::Injected { udp_ports },
+        Ok(()) => Outcome::Injected { warnings },
         Err(reason) => Outcome::NotInjected(reason),
     }
 }

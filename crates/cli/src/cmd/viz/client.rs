@@ -234,7 +234,11 @@ mod tests {
         assert_eq!(
             url(
                 "/api/stat",
-                &[("resource", Some("deploy/web")), ("from", None), ("path", Some("/a b&c"))]
+                &[
+                    ("resource", Some("deploy/web")),
+                    ("from", None),
+                    ("path", Some("/a b&c"))
+                ]
             ),
             "/api/stat?resource=deploy/web&path=/a%20b%26c"
         );

@@ -205,7 +205,13 @@ pub fn edges_table(rows: &[EdgeRow]) -> String {
     let rows: Vec<[String; 5]> = rows
         .iter()
         .map(|r| {
-            let dash = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
+            let dash = |s: &str| {
+                if s.is_empty() {
+                    "-".to_owned()
+                } else {
+                    s.to_owned()
+                }
+            };
             [
                 r.src.clone(),
                 r.dst.clone(),
@@ -375,11 +381,15 @@ mod tests {
         l.proxy = "out".into();
         l.status = Some(200);
         l.latency_us = Some(1234);
-        assert!(tap_text(&l).unwrap().ends_with("proxy=out src=127.0.1.4:5000 dst=127.0.1.3:8080 tls=true :status=200 latency=1234µs"));
+        assert!(tap_text(&l).unwrap().ends_with(
+            "proxy=out src=127.0.1.4:5000 dst=127.0.1.3:8080 tls=true :status=200 latency=1234µs"
+        ));
         l.kind = "end".into();
         l.duration_us = Some(56);
         l.response_bytes = Some(123);
-        assert!(tap_text(&l).unwrap().ends_with("tls=true duration=56µs response-length=123B"));
+        assert!(tap_text(&l)
+            .unwrap()
+            .ends_with("tls=true duration=56µs response-length=123B"));
         l.kind = "error".into();
         assert_eq!(tap_text(&l), None);
     }

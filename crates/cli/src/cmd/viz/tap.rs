@@ -24,7 +24,10 @@ pub fn stream(
             Ok(Next::Line(l)) => l,
             Ok(Next::Idle) => continue,
             Ok(Next::End) => return Ok(()),
-            Err(e) => anyhow::bail!("the tap stream from the viz API at {} failed: {e}", client.addr),
+            Err(e) => anyhow::bail!(
+                "the tap stream from the viz API at {} failed: {e}",
+                client.addr
+            ),
         };
         if line.trim().is_empty() {
             // The server's keep-alive: a chance to notice that our reader went away.
@@ -164,9 +167,9 @@ impl Top {
     pub fn rows(&self) -> Vec<TopRow> {
         let mut rows: Vec<TopRow> = self.rows.values().cloned().collect();
         rows.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then_with(|| (&a.source, &a.destination, &a.path).cmp(&(&b.source, &b.destination, &b.path)))
+            b.count.cmp(&a.count).then_with(|| {
+                (&a.source, &a.destination, &a.path).cmp(&(&b.source, &b.destination, &b.path))
+            })
         });
         rows
     }
@@ -232,7 +235,10 @@ pub fn top(
                 write!(out, "{}", top.table())?;
                 return Ok(());
             }
-            Err(e) => anyhow::bail!("the tap stream from the viz API at {} failed: {e}", client.addr),
+            Err(e) => anyhow::bail!(
+                "the tap stream from the viz API at {} failed: {e}",
+                client.addr
+            ),
         }
         let now = Instant::now();
         if let Some(until) = until {
@@ -287,8 +293,14 @@ mod tests {
         let rows = top.rows();
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
-        assert_eq!((r.source.as_str(), r.destination.as_str()), ("vote-bot", "web-0"));
-        assert_eq!((r.count, r.best_us, r.worst_us, r.last_us, r.successes), (3, 900, 3_000, 2_000, 2));
+        assert_eq!(
+            (r.source.as_str(), r.destination.as_str()),
+            ("vote-bot", "web-0")
+        );
+        assert_eq!(
+            (r.count, r.best_us, r.worst_us, r.last_us, r.successes),
+            (3, 900, 3_000, 2_000, 2)
+        );
         assert_eq!(
             top.table(),
             "SOURCE    DESTINATION  METHOD  PATH       COUNT  BEST   WORST  LAST  SUCCESS_RATE\n\
