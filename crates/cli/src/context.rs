@@ -14,6 +14,13 @@ pub struct Global {
 }
 
 impl Global {
+    /// ` --context NAME` when a context was given, for the commands `weft` suggests.
+    pub fn context_flag(&self) -> String {
+        self.context
+            .as_ref()
+            .map_or_else(String::new, |c| format!(" --context {c}"))
+    }
+
     /// The selected cluster's directory (which may not exist yet).
     pub fn cluster_dir(&self) -> anyhow::Result<ClusterDir> {
         let name = self.context.as_deref().unwrap_or(DEFAULT_CONTEXT);

@@ -573,3 +573,37 @@ pub fn python() -> PathBuf {
     );
     venv
 }
+
+/// What one run of the `weft` CLI printed.
+#[derive(Debug)]
+pub struct WeftRun {
+    /// Exit status (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `weft ARGS` with `WEFT_HOME=home` (and no `WEFT_CONTEXT` from the environment).
+pub fn weft(home: &Path, args: &[&str]) -> WeftRun {
+    let out = Command::new(bin("weft"))
+        .args(args)
+        .env("WEFT_HOME", home)
+        .env_remove("WEFT_CONTEXT")
+        .output()
+        .unwrap();
+    WeftRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}

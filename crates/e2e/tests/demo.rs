@@ -10,27 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weft_e2e::bin;
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn weft(home: &Path, args: &[&str]) -> Out {
-    let out = Command::new(bin("weft"))
-        .args(args)
-        .env("WEFT_HOME", home)
-        .env_remove("WEFT_CONTEXT")
-        .output()
-        .unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use weft_e2e::{alive, bin, weft, WeftRun as Out};
 
 /// Runs `weft ARGS` until `ok` accepts its output or `timeout` passes; returns the last run.
 fn eventually(home: &Path, args: &[&str], timeout: Duration, ok: impl Fn(&Out) -> bool) -> Out {
@@ -61,14 +41,6 @@ fn recorded_pids(cluster: &Path) -> Vec<u32> {
         }
     }
     pids
-}
-
-/// Alive and not a zombie.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
 }
 
 /// Stops the demo even when an assertion fails, so no test leaves processes behind.

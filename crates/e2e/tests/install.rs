@@ -5,30 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use weft_e2e::bin;
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn weft(home: &Path, args: &[&str]) -> Out {
-    let out = Command::new(bin("weft"))
-        .args(args)
-        .env("WEFT_HOME", home)
-        .env_remove("WEFT_CONTEXT")
-        .output()
-        .unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use weft_e2e::{alive, weft};
 
 fn net(n: u32) -> String {
     format!("127.{}.{}.0/24", 100 + std::process::id() % 150, 240 + n)
@@ -39,13 +18,6 @@ fn control_plane_pid(home: &Path) -> u32 {
         serde_json::from_slice(&std::fs::read(home.join("west/run/control-plane.json")).unwrap())
             .unwrap();
     v["pid"].as_u64().unwrap() as u32
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
 }
 
 /// Uninstalls even when an assertion fails.

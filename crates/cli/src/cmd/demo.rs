@@ -103,7 +103,7 @@ pub fn run(args: &DemoArgs, global: &Global) -> anyhow::Result<()> {
         writeln!(
             out,
             "\nrunning in the background; stop it with: weft demo stop{}",
-            context_flag(global)
+            global.context_flag()
         )?;
         return Ok(());
     }
@@ -119,13 +119,6 @@ pub fn run(args: &DemoArgs, global: &Global) -> anyhow::Result<()> {
         writeln!(err, "stopped {n} workload(s); the control plane was running before the demo and keeps running")?;
         Ok(())
     }
-}
-
-fn context_flag(global: &Global) -> String {
-    global
-        .context
-        .as_ref()
-        .map_or_else(String::new, |c| format!(" --context {c}"))
 }
 
 fn start_app(
@@ -223,7 +216,7 @@ fn summary(
     config: &ClusterConfig,
     global: &Global,
 ) -> anyhow::Result<()> {
-    let ctx = context_flag(global);
+    let ctx = global.context_flag();
     writeln!(
         out,
         "\nemojivoto is running, meshed with mTLS, in cluster {:?}:",

@@ -130,16 +130,9 @@ pub fn install(args: &InstallArgs, global: &Global) -> anyhow::Result<()> {
         state.destination,
         state.viz,
         state.admin,
-        context_flag(global)
+        global.context_flag()
     )?;
     Ok(())
-}
-
-fn context_flag(global: &Global) -> String {
-    global
-        .context
-        .as_ref()
-        .map_or_else(String::new, |c| format!(" --context {c}"))
 }
 
 /// Runs `weft uninstall`.
