@@ -262,3 +262,53 @@ fn rps_of(json: &str, name: &str) -> Option<f64> {
         .find(|r| r["name"] == name)
         .and_then(|r| r["rps"].as_f64())
 }
+
+/// In the foreground, `weft demo` runs until Ctrl-C (SIGINT) and then stops everything it
+/// started.
+#[test]
+fn ctrl_c_stops_a_foreground_demo() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let net = format!("127.{}.249.0/24", 100 + std::process::id() % 150);
+    let mut demo = Command::new(bin("weft"))
+        .args(["demo", "--network", &net])
+        .env("WEFT_HOME", &home)
+        .env_remove("WEFT_CONTEXT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Demo(&home);
+    let stdout = demo.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let running = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("Ctrl-C stops everything"));
+    assert!(running, "the demo did not report that it runs");
+    let pids = recorded_pids(&home.join("west"));
+    assert!(pids.iter().all(|p| alive(*p)), "{pids:?}");
+
+    kill(Pid::from_raw(demo.id() as i32), Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = demo.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weft demo did not exit after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(
+        left.is_empty(),
+        "processes left running after Ctrl-C: {left:?}"
+    );
+    assert!(!home.join("west/run/control-plane.json").exists());
+}
