@@ -239,24 +239,47 @@ fn flatten(v: Value, out: &mut Vec<Value>) {
     out.push(v);
 }
 
-/// Where each stored object lives: (kind, namespace, name) → file.
-fn stored(manifests: &Path) -> anyhow::Result<BTreeMap<(Kind, String, String), PathBuf>> {
-    let mut map = BTreeMap::new();
-    if !manifests.exists() {
-        return Ok(map);
-    }
-    let loaded = weft_store::manifests::read_all(&[manifests])?;
-    for o in loaded.objects {
-        map.insert(
-            (
+/// An object's key: kind, namespace, name.
+type Key = (Kind, String, String);
+
+/// What the cluster stores, read once per command: the valid objects, where each lives, and how
+/// many objects each file holds.
+struct Stored {
+    objects: Vec<weft_model::Object>,
+    files: BTreeMap<Key, PathBuf>,
+    per_file: BTreeMap<PathBuf, usize>,
+}
+
+impl Stored {
+    fn read(manifests: &Path) -> anyhow::Result<Self> {
+        let objects = if manifests.exists() {
+            weft_store::manifests::read_all(&[manifests])?.objects
+        } else {
+            Vec::new()
+        };
+        let mut files = BTreeMap::new();
+        let mut per_file = BTreeMap::new();
+        for o in &objects {
+            let path = PathBuf::from(&o.source.file);
+            *per_file.entry(path.clone()).or_insert(0) += 1;
+            let key = (
                 o.kind(),
                 o.metadata.namespace().to_owned(),
                 o.name().to_owned(),
-            ),
-            PathBuf::from(&o.source.file),
-        );
+            );
+            files.insert(key, path);
+        }
+        Ok(Self {
+            objects,
+            files,
+            per_file,
+        })
     }
-    Ok(map)
+
+    /// Whether `path` holds other objects besides one (a hand-written multi-object file).
+    fn is_shared(&self, path: &Path) -> bool {
+        self.per_file.get(path).is_some_and(|n| *n > 1)
+    }
 }
 
 /// Runs `weft apply`.
@@ -294,8 +317,12 @@ fn apply_inputs(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let manifests = dir.manifests_dir();
+    let stored = Stored::read(&manifests)?;
     let mut problems = Vec::new();
     let mut docs = Vec::new();
+    // The inputs' objects first: on a duplicate key the compiler keeps the first, and the
+    // applied object is the one that will be stored.
+    let mut all: Vec<weft_model::Object> = Vec::new();
     for (name, bytes) in inputs {
         let (objects, errors) = weft_model::parse_bytes(name, bytes);
         problems.extend(errors.iter().map(ToString::to_string));
@@ -309,19 +336,14 @@ fn apply_inputs(
                 );
             }
             docs.extend(parsed);
+            all.extend(objects);
         }
     }
     if problems.is_empty() {
         // Settings only the compiler judges (annotation values, references): compile what is
         // stored together with what is applied, and report what concerns the inputs.
         let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
-        let mut all: Vec<weft_model::Object> = Vec::new();
-        for (name, bytes) in inputs {
-            all.extend(weft_model::parse_bytes(name, bytes).0);
-        }
-        if manifests.exists() {
-            all.extend(weft_store::manifests::read_all(&[&manifests])?.objects);
-        }
+        all.extend(stored.objects.iter().cloned());
         let compiled = weft_model::compile(&all);
         let ours = |e: &&weft_model::ModelError| names.contains(&e.location().file.as_str());
         problems.extend(compiled.errors.iter().filter(ours).map(ToString::to_string));
@@ -337,14 +359,13 @@ fn apply_inputs(
         }
         bail!("{} problem(s) found; nothing was applied", problems.len());
     }
-    let existing = stored(&manifests)?;
     for doc in &docs {
         let key = (doc.kind, doc.namespace.clone(), doc.name.clone());
-        let target = match existing.get(&key) {
+        let target = match stored.files.get(&key) {
             Some(path) => path.clone(),
             None => manifests.join(file_name(doc.kind, &doc.namespace, &doc.name)),
         };
-        if existing.get(&key).is_some_and(|p| count_objects(p) > 1) {
+        if stored.is_shared(&target) {
             bail!(
                 "{}: holds {} {}/{} among other objects; edit that file, or move the object to its own file",
                 target.display(),
@@ -371,14 +392,6 @@ fn apply_inputs(
     Ok(())
 }
 
-fn count_objects(path: &Path) -> usize {
-    std::fs::read(path).ok().map_or(0, |b| {
-        weft_model::parse_bytes(&path.display().to_string(), &b)
-            .0
-            .len()
-    })
-}
-
 /// The stored documents of `kind` (optionally one namespace / name).
 fn find(
     manifests: &Path,
@@ -387,7 +400,7 @@ fn find(
     name: Option<&str>,
 ) -> anyhow::Result<Vec<(Doc, PathBuf)>> {
     let mut found = Vec::new();
-    for ((k, ns, n), path) in stored(manifests)? {
+    for ((k, ns, n), path) in Stored::read(manifests)?.files {
         if k != kind || namespace.is_some_and(|x| x != ns) || name.is_some_and(|x| x != n) {
             continue;
         }
@@ -606,13 +619,9 @@ fn jsonpath(v: &serde_json::Value, template: &str) -> anyhow::Result<String> {
 pub fn delete(args: &DeleteArgs, global: &Global) -> anyhow::Result<()> {
     let cluster = global.cluster()?;
     let kind = parse_kind(&args.kind)?;
-    let found = find(
-        &cluster.dir.manifests_dir(),
-        kind,
-        Some(&args.namespace),
-        Some(&args.name),
-    )?;
-    let Some((_, path)) = found.first() else {
+    let stored = Stored::read(&cluster.dir.manifests_dir())?;
+    let key = (kind, args.namespace.clone(), args.name.clone());
+    let Some(path) = stored.files.get(&key) else {
         bail!(
             "{} {:?} not found in namespace {:?}",
             qualified(kind),
@@ -620,7 +629,7 @@ pub fn delete(args: &DeleteArgs, global: &Global) -> anyhow::Result<()> {
             args.namespace
         );
     };
-    if count_objects(path) > 1 {
+    if stored.is_shared(path) {
         bail!(
             "{}: holds other objects too; edit that file to delete {} {}/{}",
             path.display(),
