@@ -246,7 +246,9 @@ pub fn check(
                     ""
                 }
             )),
-            Some(Some(pid)) if !probe::process_alive(pid) => {
+            Some(Some(pid))
+                if !crate::local::process::is_running(pid, crate::local::workload::PROXY) =>
+            {
                 missing.push(format!("{}: its proxy (pid {pid}) is not running", w.key()))
             }
             _ => candidates.push((*w, ip)),

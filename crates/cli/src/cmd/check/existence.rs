@@ -101,7 +101,12 @@ pub fn check(dir: &ClusterDir) -> (Category, Found) {
 
     let running_desc = "control plane is running";
     let state = match dir.read_control_plane() {
-        Ok(Some(state)) if probe::process_alive(state.pid) => {
+        Ok(Some(state))
+            if crate::local::process::is_running(
+                state.pid,
+                crate::local::control_plane::CONTROLLER,
+            ) =>
+        {
             cat.push(Check::success(ids::CONTROL_PLANE_RUNNING, running_desc));
             Some(state)
         }
