@@ -62,7 +62,7 @@ pub struct Cluster {
 impl Cluster {
     /// The running control plane's state, or an error saying it is not running.
     pub fn control_plane(&self) -> anyhow::Result<ControlPlaneState> {
-        match self.dir.read_control_plane()? {
+        match crate::local::control_plane::running(&self.dir) {
             Some(s) => Ok(s),
             None => bail!(
                 "the control plane of cluster {:?} is not running (start it with `weft install`)",

@@ -421,7 +421,7 @@ fn an_issuer_expiring_in_30_days_passes_with_a_warning() {
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}");
     assert!(
-        shown.contains("‼ issuer certificate is not expiring within 60 days\n    issuer certificate pki/issuer.crt expires in 29 days ("),
+        shown.contains("‼ issuer certificate is not expiring within 60 days\n    issuer certificate pki/issuer.crt expires in 30 days ("),
         "{shown}"
     );
     assert!(

@@ -280,13 +280,7 @@ fn wait_for_signal() {
 }
 
 fn stop(dir: &ClusterDir) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    let n = workload::stop_all(dir)?;
-    writeln!(out, "stopped {n} workload(s)")?;
-    if control_plane::stop(dir)? {
-        writeln!(out, "stopped the control plane of {:?}", dir.name())?;
-    }
-    Ok(())
+    control_plane::stop_cluster(dir, &mut std::io::stdout().lock())
 }
 
 fn stop_quietly(dir: &ClusterDir, control_plane_too: bool) -> anyhow::Result<()> {

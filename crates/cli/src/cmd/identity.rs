@@ -10,7 +10,7 @@
 use clap::{Args, Subcommand};
 
 mod create;
-mod expiry;
+pub(crate) mod expiry;
 mod inputs;
 mod inspect;
 mod verify;

@@ -16,7 +16,7 @@ use weft_model::Kind;
 
 use crate::context::Global;
 use crate::local::control_plane::{self, PkiSource};
-use crate::local::{probe, workload};
+use crate::local::probe;
 
 /// `weft install`.
 #[derive(Debug, Args)]
@@ -146,13 +146,7 @@ pub fn uninstall(args: &UninstallArgs, global: &Global) -> anyhow::Result<()> {
         );
     }
     let mut out = std::io::stdout().lock();
-    let workloads = workload::stop_all(&dir)?;
-    writeln!(out, "stopped {workloads} workload(s)")?;
-    if control_plane::stop(&dir)? {
-        writeln!(out, "stopped the control plane of {:?}", dir.name())?;
-    } else {
-        writeln!(out, "the control plane of {:?} was not running", dir.name())?;
-    }
+    control_plane::stop_cluster(&dir, &mut out)?;
     if args.purge {
         std::fs::remove_dir_all(dir.root())
             .with_context(|| format!("{}: cannot remove", dir.root().display()))?;
@@ -206,13 +200,7 @@ pub fn upgrade(args: &UpgradeArgs, global: &Global) -> anyhow::Result<()> {
     if args.identity_issuer_certificate_file.is_some() {
         // Key first: the identity service only accepts a certificate whose key matches, so a
         // reload between the two writes keeps the old issuer rather than failing.
-        let key_tmp = dir.issuer_key().with_extension("new");
-        std::fs::write(&key_tmp, &key)?;
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&key_tmp, std::fs::Permissions::from_mode(0o600))?;
-        }
-        std::fs::rename(&key_tmp, dir.issuer_key())?;
+        control_plane::write_private(&dir.issuer_key(), &key)?;
         weft_store::write_atomic(&dir.issuer_cert(), &cert)?;
         writeln!(out, "issuer updated ({})", dir.issuer_cert().display())?;
     }

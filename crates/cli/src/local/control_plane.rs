@@ -173,8 +173,8 @@ fn read(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
 }
 
-/// Writes a secret readable by its owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes a secret readable by its owner only, atomically.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("{}", tmp.display()))?;
@@ -298,4 +298,17 @@ pub fn stop(dir: &ClusterDir) -> anyhow::Result<bool> {
     let was = process::stop(state.pid, CONTROLLER, Duration::from_secs(10));
     let _ = std::fs::remove_file(dir.control_plane_file());
     Ok(was)
+}
+
+/// Stops the cluster's workloads and control plane, reporting on `out` (`weft uninstall`,
+/// `weft demo stop`).
+pub fn stop_cluster(dir: &ClusterDir, out: &mut dyn Write) -> anyhow::Result<()> {
+    let workloads = super::workload::stop_all(dir)?;
+    writeln!(out, "stopped {workloads} workload(s)")?;
+    if stop(dir)? {
+        writeln!(out, "stopped the control plane of {:?}", dir.name())?;
+    } else {
+        writeln!(out, "the control plane of {:?} was not running", dir.name())?;
+    }
+    Ok(())
 }

@@ -18,9 +18,10 @@ use weft_model::{Object, Resource};
 use weft_pki::{fmt_time, verify_chain, CertInfo, CertificateDer, VerifyError};
 use weft_store::cluster::{ClusterDir, PROXY_ADMIN_PORT, PROXY_INBOUND_PORT};
 
-use super::pki::{expiry, human, Expiry};
+use super::pki::{expiry, Expiry};
 use super::probe;
 use super::report::{Category, Check};
+use crate::cmd::identity::expiry::span;
 
 /// Category name.
 pub const CATEGORY: &str = "weft-data-plane";
@@ -360,7 +361,7 @@ pub fn check(
                 "{}: its certificate expired at {} ({} ago)",
                 p.key,
                 fmt_time(info.not_after),
-                human(ago)
+                span(ago)
             )),
             Expiry::NotYetValid(_) => invalid.push(format!(
                 "{}: its certificate is not valid until {} (check the clock)",
@@ -370,7 +371,7 @@ pub fn check(
             Expiry::ExpiresSoon(left) => expiring.push(format!(
                 "{}: its certificate expires in {} ({}) and should have been renewed",
                 p.key,
-                human(left),
+                span(left),
                 fmt_time(info.not_after)
             )),
             Expiry::Fine(_) => {}

@@ -12,6 +12,7 @@ use weft_pki::{
 use weft_store::cluster::ClusterDir;
 
 use super::report::{Category, Check};
+use crate::cmd::identity::expiry::span;
 
 /// A trust anchor or issuer expiring within this is a warning (Linkerd's threshold too).
 pub const CA_WARNING_THRESHOLD: Duration = Duration::from_secs(60 * 24 * 3600);
@@ -72,21 +73,6 @@ pub fn expiry(
         Ok(left) => Expiry::Fine(left),
         Err(e) => Expiry::Expired(e.duration()),
     }
-}
-
-/// A duration as people read it in a warning: `45 days`, `5 hours`, `3 minutes`.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    let (n, unit) = if s >= 2 * 86_400 {
-        (s / 86_400, "day")
-    } else if s >= 2 * 3600 {
-        (s / 3600, "hour")
-    } else if s >= 120 {
-        (s / 60, "minute")
-    } else {
-        (s, "second")
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// What the identity checks hand to the data-plane checks.
@@ -305,11 +291,11 @@ fn state_text(info: &CertInfo, e: Expiry) -> String {
         Expiry::NotYetValid(d) => format!(
             "is not valid until {} (in {}; check the clock)",
             fmt_time(info.not_before),
-            human(d)
+            span(d)
         ),
-        Expiry::Expired(d) => format!("expired at {} ({} ago)", fmt_time(info.not_after), human(d)),
+        Expiry::Expired(d) => format!("expired at {} ({} ago)", fmt_time(info.not_after), span(d)),
         Expiry::ExpiresSoon(d) | Expiry::Fine(d) => {
-            format!("expires in {} ({})", human(d), fmt_time(info.not_after))
+            format!("expires in {} ({})", span(d), fmt_time(info.not_after))
         }
     }
 }
@@ -506,15 +492,5 @@ mod tests {
             expiry(now + DAY, now + 90 * DAY, now, t),
             Expiry::NotYetValid(DAY)
         );
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(human(30 * DAY), "30 days");
-        assert_eq!(human(DAY), "24 hours");
-        assert_eq!(human(Duration::from_secs(3 * 3600)), "3 hours");
-        assert_eq!(human(Duration::from_secs(90)), "90 seconds");
-        assert_eq!(human(Duration::from_secs(600)), "10 minutes");
-        assert_eq!(human(Duration::from_secs(1)), "1 second");
     }
 }
