@@ -80,7 +80,7 @@ pub const VARS: &[VarDoc] = &[
     VarDoc { name: INBOUND_LISTEN_ADDR, default: "0.0.0.0:4143", help: "Address of the inbound listener (traffic to this workload from other proxies or redirected by iptables)." },
     VarDoc { name: ADMIN_LISTEN_ADDR, default: "127.0.0.1:4191", help: "Address of the admin server: /metrics, /ready, /live, /shutdown, /proxy-log-level." },
     VarDoc { name: TAP_LISTEN_ADDR, default: "0.0.0.0:4190", help: "Address of the tap server (live request events for the viz component; mTLS, only WEFT_PROXY_TAP_SVC_NAME may connect). Not bound unless tap is enabled." },
-    VarDoc { name: TAP_SVC_NAME, default: "(none)", help: "The viz component's identity, the only client allowed to tap, e.g. tap.weft-viz.serviceaccount.identity.weft.cluster.local. Unset (or identity disabled): tap is off." },
+    VarDoc { name: TAP_SVC_NAME, default: "(none)", help: "The viz component's identity, the only client allowed to tap, e.g. viz.weft.serviceaccount.identity.weft.cluster.local (what the local mesh uses). Unset (or identity disabled): tap is off." },
     VarDoc { name: INBOUND_APP_ADDR, default: "(none)", help: "Where inbound traffic goes when it was not redirected by iptables (explicit mode): the app's IP:port. Meshed traffic may name another port of the same IP." },
     VarDoc { name: OUTBOUND_BIND_IP, default: "(none)", help: "Source IP for outgoing connections (the workload's own loopback address in the local mesh)." },
     VarDoc { name: DETECT_TIMEOUT, default: "10s", help: "How long to wait for a client's first bytes before treating the connection as opaque TCP (server-speaks-first protocols)." },
