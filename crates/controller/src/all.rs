@@ -138,11 +138,17 @@ impl Running {
 
     /// Runs until `signal` resolves, then stops every component and removes
     /// `run/control-plane.json`.
-    pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-        signal.await;
+    /// A component whose server stops on its own stops the others too, and the process
+    /// fails: a control plane half-serving is worse than one that is visibly down.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let failed = tokio::select! {
+            () = signal => None,
+            e = self.identity.stopped() => Some(e),
+            e = self.destination.stopped() => Some(e),
+        };
         tracing::info!("shutting down");
         self.shutdown().await;
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Stops every component (draining them) and removes `run/control-plane.json` if it is
@@ -203,10 +209,8 @@ pub async fn start(args: &AllArgs) -> Result<Running, StartError> {
     };
     let identity = identity::start_in(&identity_args, None, Some(&shared)).await?;
 
+    // The store logs every problem it finds in the manifests itself.
     let store = LocalStore::open(cluster.root()).map_err(StartError::Store)?;
-    for problem in store.problems().iter() {
-        tracing::warn!("manifest skipped: {problem}");
-    }
     let store: Arc<dyn Store> = Arc::new(store);
     let destination_args = DestinationArgs {
         listen: args

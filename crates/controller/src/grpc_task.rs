@@ -19,6 +19,8 @@ pub struct GrpcTask {
     drain: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     grace: Duration,
+    /// The server task has ended (and its handle must not be polled again).
+    ended: bool,
 }
 
 impl GrpcTask {
@@ -34,6 +36,24 @@ impl GrpcTask {
             drain,
             server,
             grace,
+            ended: false,
+        }
+    }
+
+    /// Resolves when the gRPC server stops on its own (it only should after a drain), with why;
+    /// pending forever once it has resolved. `weft-controller all` watches every component with
+    /// this, so one failed server does not leave the process half-serving.
+    pub async fn stopped(&mut self) -> anyhow::Error {
+        if self.ended {
+            return std::future::pending().await;
+        }
+        let res = (&mut self.server).await;
+        self.ended = true;
+        let _ = self.drain.send(true);
+        match res {
+            Ok(Ok(())) => anyhow::anyhow!("{} gRPC server stopped", self.name),
+            Ok(Err(e)) => anyhow::anyhow!("{} gRPC server failed: {e}", self.name),
+            Err(e) => anyhow::anyhow!("{} gRPC server task failed: {e}", self.name),
         }
     }
 
@@ -45,14 +65,7 @@ impl GrpcTask {
                 self.shutdown().await;
                 Ok(())
             }
-            res = &mut self.server => {
-                let _ = self.drain.send(true);
-                match res {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(anyhow::anyhow!("{} gRPC server failed: {e}", self.name)),
-                    Err(e) => Err(anyhow::anyhow!("{} gRPC server task failed: {e}", self.name)),
-                }
-            }
+            e = self.stopped() => Err(e),
         }
     }
 
@@ -61,6 +74,9 @@ impl GrpcTask {
     /// period before cutting what is left.
     pub async fn shutdown(mut self) {
         let _ = self.drain.send(true);
+        if self.ended {
+            return;
+        }
         match tokio::time::timeout(self.grace, &mut self.server).await {
             Ok(_) => tracing::debug!(component = self.name, "gRPC server stopped"),
             Err(_) => {

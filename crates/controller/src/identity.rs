@@ -160,6 +160,11 @@ impl Running {
         self.server.run_until(signal).await
     }
 
+    /// Resolves when the gRPC server stops on its own (see [`GrpcTask::stopped`]).
+    pub async fn stopped(&mut self) -> anyhow::Error {
+        self.server.stopped().await
+    }
+
     /// Drains and stops (see [`GrpcTask::shutdown`]).
     pub async fn shutdown(self) {
         self.server.shutdown().await;

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -35,7 +34,7 @@ use weft_store::Store;
 
 use crate::admin::Telemetry;
 use crate::duration::parse_duration;
-use crate::grpc_task::BindError;
+use crate::grpc_task::{bind_one, BindError};
 use crate::prom::Encoder;
 
 pub use source::MetricsSource;
@@ -173,18 +172,7 @@ pub async fn start(
             problem: "must be at least two scrape intervals",
         });
     }
-    let listener = TcpListener::bind(args.viz_listen)
-        .await
-        .map_err(|source| BindError {
-            flag: "--viz-listen",
-            addr: args.viz_listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| BindError {
-        flag: "--viz-listen",
-        addr: args.viz_listen,
-        source,
-    })?;
+    let (listener, addr) = bind_one("--viz-listen", args.viz_listen).await?;
     // A gauge is current for a few scrapes, so one slow scrape does not blank TCP_CONN.
     let stale_after = (args.viz_scrape_interval * 3).max(Duration::from_secs(5));
     let window = Arc::new(Window::new(args.viz_retention, stale_after));

@@ -746,19 +746,26 @@ async fn scrapes_and_taps_a_real_proxy() {
     assert_eq!(req["method"], "GET");
     assert_eq!(req["path"], "/hello");
 
-    // The real exposition parses, and the requests are counted.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let sent = viz
-        .window()
-        .increase(
-            &Query {
-                name: "response_total",
-                targets: &Selector::All,
-                matchers: &[("direction", "outbound")],
-            },
-            Duration::from_secs(60),
-        )
-        .unwrap();
-    assert!(sent.iter().map(|s| s.value).sum::<f64>() >= 1.0, "{sent:?}");
+    // The real exposition parses, and the requests are counted (once a scrape after them has
+    // landed).
+    let counted = || {
+        viz.window()
+            .increase(
+                &Query {
+                    name: "response_total",
+                    targets: &Selector::All,
+                    matchers: &[("direction", "outbound")],
+                },
+                Duration::from_secs(60),
+            )
+            .map(|sent| sent.iter().map(|s| s.value).sum::<f64>())
+            .unwrap_or(0.0)
+    };
+    weft_controller::test_util::wait_until(
+        "the proxy's outbound responses to be counted",
+        Duration::from_secs(10),
+        || std::future::ready(counted() >= 1.0),
+    )
+    .await;
     viz.shutdown().await;
 }
