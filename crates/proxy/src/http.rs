@@ -155,33 +155,42 @@ impl HttpProxy {
             return self.connect_tunnel(req, conn);
         }
 
+        // An outbound request's target and static discovery answer are worked out once: they
+        // decide between the service-policy path and plain routing.
+        let mut resolved = None;
         if conn.direction == Direction::Outbound && !headers::wants_upgrade(&req) {
-            if let Some(outbound) = self.discover.outbound() {
-                match self.policy_target(&req, &conn) {
-                    Ok(Some(target)) => {
-                        if let Some((service, policy)) = outbound.policy(&target.authority).await {
-                            labels.authority = target.authority.clone();
-                            let exchange = crate::outbound::exchange::Exchange {
-                                proxy: self.clone(),
-                                outbound: outbound.clone(),
-                                service,
-                                policy,
-                                fallback: target,
-                                grpc,
-                                tap,
-                            };
-                            return self
-                                .serve_policy(req, exchange, labels, permit, start)
-                                .await;
-                        }
+            let target = match outbound_target(&req, &conn) {
+                Ok(t) => t,
+                Err(e) => return self.synthesize(e, grpc, labels, start, tap),
+            };
+            let meshed = self.static_meshed(&target, &conn);
+            if meshed.is_none() {
+                if let Some(outbound) = self.discover.outbound() {
+                    if let Some((service, policy)) = outbound.policy(&target.authority).await {
+                        labels.authority = target.authority.clone();
+                        let exchange = crate::outbound::exchange::Exchange {
+                            proxy: self.clone(),
+                            outbound: outbound.clone(),
+                            service,
+                            policy,
+                            fallback: target,
+                            grpc,
+                            tap,
+                        };
+                        return self
+                            .serve_policy(req, exchange, labels, permit, start)
+                            .await;
                     }
-                    Ok(None) => {}
-                    Err(e) => return self.synthesize(e, grpc, labels, start, tap),
                 }
             }
+            resolved = Some((target, meshed));
         }
 
-        let route = match self.route(&req, &conn).await {
+        let route = match resolved {
+            Some((target, meshed)) => self.route_target(target, meshed).await,
+            None => self.route(&req, &conn).await,
+        };
+        let route = match route {
             Ok(r) => r,
             Err(e) => return self.synthesize(e, grpc, labels, start, tap),
         };
@@ -250,24 +259,21 @@ impl HttpProxy {
         }
     }
 
-    /// The outbound target of a request that may have a service policy: `None` when static
-    /// discovery (`WEFT_PROXY_MESHED_PEERS`) names it, which wins.
-    fn policy_target(
+    /// What static discovery (`WEFT_PROXY_MESHED_PEERS`) says of an outbound target, by its
+    /// authority or by the original destination's; it wins over the destination service.
+    fn static_meshed(
         &self,
-        req: &Request<Incoming>,
+        target: &Target,
         conn: &ConnInfo,
-    ) -> Result<Option<Target>, ProxyError> {
-        let target = outbound_target(req, conn)?;
+    ) -> Option<crate::discover::MeshedEndpoint> {
         let key = conn
             .target
             .as_ref()
             .map(|t| t.authority.as_str())
             .unwrap_or(&target.authority);
-        if self.discover.meshed(&target.authority).is_some() || self.discover.meshed(key).is_some()
-        {
-            return Ok(None);
-        }
-        Ok(Some(target))
+        self.discover
+            .meshed(&target.authority)
+            .or_else(|| self.discover.meshed(key))
     }
 
     /// Serves an outbound request through its service's policy (routes, balancer, retries,
@@ -396,16 +402,17 @@ impl HttpProxy {
         conn: &ConnInfo,
     ) -> Result<Route, ProxyError> {
         let target = outbound_target(req, conn)?;
-        let key = conn
-            .target
-            .as_ref()
-            .map(|t| t.authority.as_str())
-            .unwrap_or(&target.authority);
-        if let Some(ep) = self
-            .discover
-            .meshed(&target.authority)
-            .or_else(|| self.discover.meshed(key))
-        {
+        let meshed = self.static_meshed(&target, conn);
+        self.route_target(target, meshed).await
+    }
+
+    /// Where an outbound target goes: to its statically meshed peer, else to its fallback.
+    async fn route_target(
+        &self,
+        target: Target,
+        meshed: Option<crate::discover::MeshedEndpoint>,
+    ) -> Result<Route, ProxyError> {
+        if let Some(ep) = meshed {
             return Ok(Route {
                 authority: target.authority,
                 upstream: UpstreamKind::Meshed {

@@ -67,7 +67,8 @@ impl Drop for AbortOnDrop {
 pub struct ServiceHandle {
     pub authority: String,
     rx: watch::Receiver<PolicyState>,
-    pub budget: RetryBudget,
+    /// Its parameters follow the policy: the watch sets them on each update.
+    pub budget: Arc<RetryBudget>,
     last_used: AtomicU64,
     _task: AbortOnDrop,
 }
@@ -142,7 +143,14 @@ impl Outbound {
     pub async fn policy(&self, authority: &str) -> Option<(Arc<ServiceHandle>, Arc<Policy>)> {
         let svc = self.service(authority);
         let mut rx = svc.rx.clone();
-        let state = {
+        // Known services (every request after the first) skip the timer.
+        let known = match &*rx.borrow() {
+            PolicyState::Pending => None,
+            s => Some(s.clone()),
+        };
+        let state = if let Some(s) = known {
+            s
+        } else {
             let wait = rx.wait_for(|s| !matches!(s, PolicyState::Pending));
             match tokio::time::timeout(self.config.initial_wait, wait).await {
                 Ok(Ok(s)) => s.clone(),
@@ -154,11 +162,7 @@ impl Outbound {
             }
         };
         match state {
-            PolicyState::Found(p) => {
-                let now = Instant::now();
-                svc.budget.set_params(p.budget, now);
-                Some((svc, p))
-            }
+            PolicyState::Found(p) => Some((svc, p)),
             _ => None,
         }
     }
@@ -170,10 +174,14 @@ impl Outbound {
             return s.clone();
         }
         let (tx, rx) = watch::channel(PolicyState::Pending);
+        let budget = Arc::new(RetryBudget::new(
+            budget::BudgetParams::default(),
+            Instant::now(),
+        ));
         let task = tokio::spawn(
             self.destination
                 .clone()
-                .watch_policy(authority.to_string(), tx)
+                .watch_policy(authority.to_string(), tx, budget.clone())
                 .instrument(
                     tracing::info_span!(parent: None, "policy", dst.authority = %authority),
                 ),
@@ -181,7 +189,7 @@ impl Outbound {
         let s = Arc::new(ServiceHandle {
             authority: authority.to_string(),
             rx,
-            budget: RetryBudget::new(budget::BudgetParams::default(), Instant::now()),
+            budget,
             last_used: AtomicU64::new(self.stamp()),
             _task: AbortOnDrop(task.abort_handle()),
         });

@@ -132,10 +132,20 @@ impl Bucket {
         }
     }
 
-    fn take(&mut self, now: Instant) -> bool {
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+    }
+
+    /// Whether a request could be reported now (without taking the token).
+    fn has_token(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= 1.0
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -238,18 +248,26 @@ impl Taps {
         source: SocketAddr,
         scheme: &str,
     ) -> Option<Arc<TapRequest>> {
+        // Over its rate cap a tap wants nothing: checked before copying the request's fields.
+        let now = Instant::now();
         let wanted = self
             .subscribers
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .any(|s| s.filter.matches_head(&head));
+            .any(|s| {
+                s.filter.matches_head(&head)
+                    && s.bucket
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .has_token(now)
+            });
         if !wanted {
             return None;
         }
         Some(Arc::new(TapRequest {
             taps: self.clone(),
-            start: Instant::now(),
+            start: now,
             direction: head.direction,
             source,
             method: head.method.to_string(),

@@ -18,6 +18,7 @@ use weft_api::destination::destination_client::DestinationClient;
 
 use super::backoff::Backoff;
 use super::balance::{now, Balancer, EndpointSpec, EndpointUpdate, MeshedProxy};
+use super::budget::RetryBudget;
 use super::policy::Policy;
 use crate::metrics::Counter;
 use crate::telemetry::DstLabels;
@@ -120,7 +121,14 @@ impl Destination {
     }
 
     /// Keeps `tx` current with the policy of `authority`, forever.
-    pub async fn watch_policy(self, authority: String, tx: watch::Sender<PolicyState>) {
+    /// Watches `authority`'s policy into `tx`, applying each policy's budget parameters to
+    /// `budget` before publishing it (once per update, not per request).
+    pub async fn watch_policy(
+        self,
+        authority: String,
+        tx: watch::Sender<PolicyState>,
+        budget: Arc<RetryBudget>,
+    ) {
         let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
         loop {
             let mut client = self.client.clone();
@@ -134,6 +142,7 @@ impl Destination {
                                 match update.update {
                                     Some(pb::policy_update::Update::Policy(p)) => {
                                         let policy = Policy::compile(&authority, &p);
+                                        budget.set_params(policy.budget, now());
                                         tracing::debug!(dst.authority = %authority, routes = policy.routes.len(), "policy update");
                                         tx.send_replace(PolicyState::Found(Arc::new(policy)));
                                     }
