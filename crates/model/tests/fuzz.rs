@@ -75,6 +75,7 @@ const ANNOTATION_ALPHABET: &[&str] = &[
 #[test]
 fn annotation_and_duration_parsers_never_panic() {
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut accrual_parsed = 0;
     for _ in 0..20_000 {
         let s = rng.string(ANNOTATION_ALPHABET, 12);
         if let Ok(ranges) = parse_http_retry_conditions(&s) {
@@ -102,20 +103,32 @@ fn annotation_and_duration_parsers_never_panic() {
         if let Ok(r) = parse_jitter_ratio(&s) {
             assert!((0.0..=100.0).contains(&r), "{s:?}");
         }
-        let t = rng.string(ANNOTATION_ALPHABET, 12);
+        // Each annotation gets its own value, valid half the time, so the whole set parses
+        // often enough for the checks below to run (a count at the end proves they did).
+        let mut value = |valid: String| {
+            if rng.below(2) == 0 {
+                valid
+            } else {
+                rng.string(ANNOTATION_ALPHABET, 12)
+            }
+        };
+        let max_failures = value(format!("{}", 1 + s.len()));
+        let min_penalty = value(format!("{}ms", 10 * s.len()));
+        let t = value(format!("{}s", 1 + s.len()));
         let annotations: std::collections::BTreeMap<String, String> = [
             (FAILURE_ACCRUAL, "consecutive"),
-            (FAILURE_ACCRUAL_MAX_FAILURES, s.as_str()),
-            (FAILURE_ACCRUAL_MIN_PENALTY, s.as_str()),
+            (FAILURE_ACCRUAL_MAX_FAILURES, max_failures.as_str()),
+            (FAILURE_ACCRUAL_MIN_PENALTY, min_penalty.as_str()),
             (FAILURE_ACCRUAL_MAX_PENALTY, t.as_str()),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         if let (Some(a), _) = failure_accrual_annotations(&annotations) {
+            accrual_parsed += 1;
             assert!(
                 a.max_failures >= 1 && a.min_penalty <= a.max_penalty,
-                "{s:?} {t:?}"
+                "{max_failures:?} {min_penalty:?} {t:?}"
             );
             assert!(!a.max_penalty.is_zero(), "{t:?}");
         }
@@ -124,6 +137,10 @@ fn annotation_and_duration_parsers_never_panic() {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{s:?}");
         }
     }
+    assert!(
+        accrual_parsed > 1000,
+        "the accrual checks ran {accrual_parsed} times"
+    );
 }
 
 #[test]
@@ -194,7 +211,8 @@ fn mutated_manifests_never_panic() {
         let text = String::from_utf8_lossy(&text);
         let (objects, errors) = parse_documents("fuzz.yaml", &text);
         for e in &errors {
-            assert!(!e.to_string().is_empty());
+            // Every problem names the file it came from.
+            assert!(e.to_string().starts_with("fuzz.yaml"), "{e}");
         }
         let policies = compile(&objects);
         for p in policies.services.values() {

@@ -332,7 +332,8 @@ async fn vote_bot_survives_a_missing_web() {
         false,
     )
     .await;
-    let summary = within("a summary line with failures", async {
+    // The line the loop waits for is the assertion: nothing succeeded, and failures are counted.
+    within("a summary line with failures", async {
         loop {
             let line = bot.stderr.recv().await.unwrap();
             if line.contains("total 0 ok,") && !line.contains("total 0 ok, 0 failed") {
@@ -341,7 +342,6 @@ async fn vote_bot_survives_a_missing_web() {
         }
     })
     .await;
-    assert!(summary.contains("failed"), "{summary}");
     assert!(bot.child.try_wait().unwrap().is_none(), "the bot exited");
     assert!(signal(&mut bot, "INT").await.success());
 }
