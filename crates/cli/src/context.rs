@@ -62,7 +62,9 @@ pub struct Cluster {
 impl Cluster {
     /// The running control plane's state, or an error saying it is not running.
     pub fn control_plane(&self) -> anyhow::Result<ControlPlaneState> {
-        match crate::local::control_plane::running(&self.dir) {
+        // The recorded state, even if its process is gone: commands that use it report the
+        // unreachable address themselves (and `weft check` says whether the process runs).
+        match self.dir.read_control_plane()? {
             Some(s) => Ok(s),
             None => bail!(
                 "the control plane of cluster {:?} is not running (start it with `weft install`)",
